@@ -1,0 +1,1 @@
+"""prefjax: sensitivity of preference models, in JAX."""
