@@ -58,11 +58,21 @@ def _show(value) -> str:
 
 
 def add_arguments(
-    parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ()
+    parser: argparse.ArgumentParser,
+    cls: type,
+    *,
+    prefix: str = "",
+    skip: tuple[str, ...] = (),
+    title: str | None = None,
 ) -> None:
-    """Add one ``--flag`` per field of the dataclass ``cls`` (fields named in ``skip`` excluded)."""
+    """Add one ``--flag`` per field of the dataclass ``cls`` (fields named in ``skip`` excluded).
+
+    ``prefix`` keeps two dataclasses apart on one command line: with ``prefix="data"`` the field
+    ``seed`` becomes ``--data-seed`` (stored as ``data_seed``; ``given(ns, cls, prefix="data")``
+    strips the prefix again).
+    """
     hints = typing.get_type_hints(cls)
-    group = parser.add_argument_group(cls.__name__)
+    group = parser.add_argument_group(title or cls.__name__)
     for f in dataclasses.fields(cls):
         if f.name in skip or not f.init:
             continue
@@ -75,11 +85,12 @@ def add_arguments(
             default = None
         text = f.metadata.get("help", "").replace("%", "%%")
         text += f" (default: {_show(default)})"
-        flag = "--" + f.name.replace("_", "-")
+        dest = f"{prefix}_{f.name}" if prefix else f.name
+        flag = "--" + dest.replace("_", "-")
         if is_bool:
             group.add_argument(
                 flag,
-                dest=f.name,
+                dest=dest,
                 action=argparse.BooleanOptionalAction,
                 default=argparse.SUPPRESS,
                 help=text,
@@ -87,7 +98,7 @@ def add_arguments(
         else:
             group.add_argument(
                 flag,
-                dest=f.name,
+                dest=dest,
                 type=convert,
                 choices=f.metadata.get("choices"),
                 default=argparse.SUPPRESS,
@@ -96,9 +107,14 @@ def add_arguments(
             )
 
 
-def given(ns: argparse.Namespace, cls: type) -> dict[str, Any]:
+def given(ns: argparse.Namespace, cls: type, *, prefix: str = "") -> dict[str, Any]:
     """The fields of ``cls`` that appear in ``ns``, i.e. the flags the user actually typed."""
-    return {f.name: getattr(ns, f.name) for f in dataclasses.fields(cls) if hasattr(ns, f.name)}
+    out = {}
+    for f in dataclasses.fields(cls):
+        dest = f"{prefix}_{f.name}" if prefix else f.name
+        if hasattr(ns, dest):
+            out[f.name] = getattr(ns, dest)
+    return out
 
 
 def to_jsonable(config) -> dict[str, Any]:

@@ -1,0 +1,192 @@
+"""``llm-bridge`` commands, their flags generated from the config dataclasses.
+
+    llm-bridge synth --order dog,bird,cat --p12 0.99 --p23 0.3 --n 256 --exact --out data/d.jsonl
+    llm-bridge train --model smollm2 --preset cpu --data data/d.jsonl --output-dir runs/d
+    llm-bridge train --model smollm2 --preset cpu --data-p23 0.3 --output-dir runs/d
+
+Each command is a pair of functions, ``_add_<name>(subparsers)`` (declares the flags, mostly
+via ``_config.add_arguments`` on a config dataclass) and ``_run_<name>(args) -> int`` (does the
+work, shows progress on stderr, prints one summary line on stdout). To add a command, write
+such a pair and call ``_add_<name>`` in ``build_parser``.
+
+Errors a user can fix (bad values, missing files or models) print one line and exit with 2;
+Ctrl-C exits with 130 after saying how to resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from . import __version__
+from ._config import add_arguments, given
+
+__all__ = ["build_parser", "main"]
+
+
+class _UserError(Exception):
+    """A problem the user can fix; reported in one line."""
+
+
+# --- synth --------------------------------------------------------------------------------
+
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
+    from .data import DatasetConfig
+
+    p = sub.add_parser(
+        "synth",
+        help="write a preference dataset D(order, p12, p23) as JSONL + manifest",
+        description="Synthesize the paper's preference dataset (Appendix C.2) and write it as "
+        "JSONL with a manifest beside it (x.jsonl -> x.manifest.json).",
+    )
+    add_arguments(p, DatasetConfig, title="dataset")
+    p.add_argument("--out", required=True, metavar="PATH", help="JSONL file to write")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_synth)
+
+
+def _describe(counts: dict) -> str:
+    parts = []
+    for pair, c in counts["pairs"].items():
+        if c["n"]:
+            parts.append(
+                f"{pair}: {c['option_i']} over {c['option_j']} "
+                f"{c['i_preferred']}/{c['n']} = {c['p_hat']:.3f}"
+            )
+    return "; ".join(parts)
+
+
+def _run_synth(args: argparse.Namespace) -> int:
+    from .data import DatasetConfig, make_dataset, save_jsonl, summarize
+
+    start = time.time()
+    cfg = DatasetConfig(**given(args, DatasetConfig))
+    dataset = make_dataset(**_kwargs(cfg), progress=not args.quiet)
+    save_jsonl(dataset, args.out)
+    print(
+        f"llm-bridge synth: {len(dataset)} rows -> {args.out} "
+        f"({_describe(summarize(dataset))}) in {time.time() - start:.1f} s"
+    )
+    return 0
+
+
+def _kwargs(config) -> dict:
+    """A dataclass's fields as keyword arguments."""
+    import dataclasses
+
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+
+
+# --- train --------------------------------------------------------------------------------
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from .data import DatasetConfig
+    from .train import PRESETS, DPOTrainConfig
+
+    p = sub.add_parser(
+        "train",
+        help="DPO-train a model on a preference dataset (resumes an interrupted run)",
+        description="DPO-train a model with TRL. The dataset is a JSONL file (--data) or is "
+        "synthesized from the --data-* flags. A preset fills the training settings; any "
+        "flag given overrides it. Rerunning an interrupted command resumes it.",
+    )
+    p.add_argument(
+        "--model",
+        default="smollm2",
+        help="'smollm2' (embedded), 'tiny-random', a Hugging Face id or a local path "
+        "(default: smollm2)",
+    )
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow the model's own Python code from the hub (off by default)",
+    )
+    p.add_argument(
+        "--preset",
+        default="paper",
+        choices=sorted(PRESETS),
+        help="starting settings: 'paper' (Appendix C.1, for a GPU) or 'cpu' (LoRA, minutes "
+        "on a CPU); the defaults listed below are the paper's (default: paper)",
+    )
+    p.add_argument("--data", metavar="PATH", help="a dataset JSONL written by `llm-bridge synth`")
+    add_arguments(p, DatasetConfig, prefix="data", title="dataset (used when --data is not given)")
+    add_arguments(p, DPOTrainConfig, title="training")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .data import DatasetConfig, load_jsonl, make_dataset
+    from .models import load_model
+    from .train import DPOTrainConfig, preset, train_dpo
+
+    start = time.time()
+    config = preset(args.preset, **given(args, DPOTrainConfig))
+    data_flags = given(args, DatasetConfig, prefix="data")
+    if args.data is not None:
+        if data_flags:
+            raise _UserError(
+                "give either --data or the --data-* flags that synthesize a dataset, not both"
+            )
+        dataset = load_jsonl(args.data)
+    else:
+        dataset = make_dataset(**_kwargs(DatasetConfig(**data_flags)), progress=not args.quiet)
+    model, tokenizer = load_model(
+        args.model,
+        device=config.device,
+        trust_remote_code=args.trust_remote_code,
+        progress=not args.quiet,
+    )
+    result = train_dpo(model, tokenizer, dataset, config, progress=not args.quiet)
+    log = result.last_log
+    resumed = f", resumed from {result.resumed_from}" if result.resumed_from else ""
+    print(
+        f"llm-bridge train: {args.model} on {len(dataset)} pairs, {result.global_step} steps "
+        f"in {time.time() - start:.0f} s{resumed}; last loss {log.get('loss', float('nan')):.4f}, "
+        f"reward accuracy {log.get('rewards/accuracies', float('nan')):.2f}, "
+        f"margin {log.get('rewards/margins', float('nan')):.3f} -> {result.model_dir}"
+    )
+    return 0
+
+
+# --- entry point --------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``llm-bridge`` parser with all its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="llm-bridge",
+        description="Synthesize the paper's preference datasets and DPO-train LLMs on them.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_synth(sub)
+    _add_train(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``llm-bridge``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .models import ModelNotFoundError
+
+    try:
+        return args.func(args)
+    except (_UserError, ValueError, FileNotFoundError, ModelNotFoundError) as err:
+        print(f"llm-bridge {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            f"llm-bridge {args.command}: interrupted. For `train`, run the same command again "
+            "to resume from the last checkpoint.",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

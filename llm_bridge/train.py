@@ -1,0 +1,504 @@
+"""DPO training (Appendix C.1) with TRL: ``train_dpo(model, tokenizer, dataset, config)``.
+
+``DPOTrainConfig`` defaults are the paper's settings: one epoch, learning rate 5e-6, DPO
+temperature beta' = 0.1, bitsandbytes' 8-bit AdamW, full-parameter training against a frozen
+copy of the initial model. The paper trained on GPUs; on a GPU the run keeps TRL's GPU defaults
+(bfloat16, gradient checkpointing). On a CPU those defaults are wrong (bfloat16 matmuls are slow
+and lossy there, checkpointing only costs time), so ``precision`` and ``gradient_checkpointing``
+resolve per device in one place, ``_resolve_device_settings``.
+
+``PRESETS["cpu"]`` is what moves SmolLM2-135M to a dataset's preferences in about three minutes
+on a laptop-class CPU: LoRA (rank 16 on every linear layer), learning rate 2e-4, batch 16, the
+reference log-probabilities computed once before training. The evidence is in
+docs/llm_training.md.
+
+A run directory holds::
+
+    output_dir/
+      run.json            what identifies the run (config, dataset digest, base model); a rerun
+                          with a different identity is refused instead of mixed in
+      dataset.jsonl       the training data (+ dataset.manifest.json)
+      checkpoints/        Trainer checkpoints (safetensors weights; optimizer/RNG state)
+      train_log.jsonl     one JSON object per logged step (loss, rewards/*, logps/*, ...)
+      model/              the trained adapter (LoRA) or model, and the tokenizer, as safetensors
+      manifest.json       written last: config, dataset, versions, device, timing, final metrics
+
+A run that is interrupted (killed, Ctrl-C, an exception) is resumed from its last complete
+checkpoint by calling ``train_dpo`` again with the same arguments (``config.resume``, on by
+default); the log keeps one line per step. Checkpoint optimizer/scheduler/RNG state is read
+by transformers with ``torch.load(..., weights_only=True)``: tensors and plain containers only,
+no arbitrary unpickling.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import re
+import shutil
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+from ._config import to_jsonable
+
+if TYPE_CHECKING:  # the heavy imports happen inside train_dpo, so `llm-bridge --help` is quick
+    from datasets import Dataset
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+
+__all__ = ["PRESETS", "DPOTrainConfig", "TrainResult", "preset", "train_dpo"]
+
+
+@dataclass(frozen=True)
+class DPOTrainConfig:
+    """Settings of one DPO run; defaults follow Appendix C.1. Validated on construction."""
+
+    output_dir: str = field(
+        default="runs/dpo",
+        metadata={"help": "run directory (checkpoints, log, trained model, manifest)"},
+    )
+    epochs: float = field(default=1.0, metadata={"help": "passes over the dataset (paper: 1)"})
+    max_steps: int = field(
+        default=-1, metadata={"help": "stop after this many optimizer steps; -1: use epochs"}
+    )
+    learning_rate: float = field(
+        default=5e-6, metadata={"help": "peak learning rate (paper: 5e-6)"}
+    )
+    lr_scheduler: str = field(
+        default="linear",
+        metadata={
+            "help": "learning-rate schedule (a transformers scheduler name)",
+            "choices": ["linear", "constant", "cosine"],
+        },
+    )
+    beta: float = field(default=0.1, metadata={"help": "DPO temperature beta' (paper: 0.1)"})
+    batch_size: int = field(
+        default=8, metadata={"help": "preference pairs per micro-batch (per device)"}
+    )
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "micro-batches per optimizer step (batch_size each)"}
+    )
+    optim: str = field(
+        default="adamw_bnb_8bit",
+        metadata={
+            "help": "optimizer: bitsandbytes 8-bit AdamW (paper) or torch AdamW",
+            "choices": ["adamw_bnb_8bit", "adamw_torch"],
+        },
+    )
+    lora_r: int = field(
+        default=0, metadata={"help": "LoRA rank; 0 trains all parameters (as the paper)"}
+    )
+    lora_alpha: int | None = field(default=None, metadata={"help": "LoRA alpha; none: 2 * lora_r"})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
+    lora_target_modules: str = field(
+        default="all-linear",
+        metadata={"help": "LoRA targets: 'all-linear' or comma-separated module names"},
+    )
+    precompute_ref_log_probs: bool = field(
+        default=False,
+        metadata={
+            "help": "compute the reference model's log-probs once before training instead of a "
+            "reference forward pass per step"
+        },
+    )
+    max_length: int | None = field(
+        default=1024, metadata={"help": "truncate prompt+answer to this many tokens; none: never"}
+    )
+    seed: int = field(default=0, metadata={"help": "seed of LoRA init, data order and dropout"})
+    device: str = field(
+        default="auto",
+        metadata={
+            "help": "where to train; auto: cuda if available",
+            "choices": ["auto", "cpu", "cuda"],
+        },
+    )
+    precision: str = field(
+        default="auto",
+        metadata={
+            "help": "auto: fp32 on CPU, bf16 on GPU (TRL's and the paper's GPU setting)",
+            "choices": ["auto", "fp32", "bf16", "fp16"],
+        },
+    )
+    gradient_checkpointing: str = field(
+        default="auto",
+        metadata={
+            "help": "auto: off on CPU, on on GPU (TRL's default)",
+            "choices": ["auto", "on", "off"],
+        },
+    )
+    logging_steps: int = field(default=1, metadata={"help": "log every this many steps"})
+    save_steps: int = field(
+        default=25, metadata={"help": "checkpoint every this many steps (and at the end)"}
+    )
+    save_total_limit: int | None = field(
+        default=2, metadata={"help": "checkpoints kept (oldest deleted); none: keep all"}
+    )
+    resume: bool = field(
+        default=True,
+        metadata={"help": "continue from the last complete checkpoint in output_dir, if any"},
+    )
+
+    def __post_init__(self) -> None:
+        def bad(name: str, want: str) -> ValueError:
+            return ValueError(f"{name} must be {want}, got {getattr(self, name)!r}")
+
+        def is_int(x: Any) -> bool:
+            return isinstance(x, int) and not isinstance(x, bool)
+
+        def is_real(x: Any) -> bool:
+            return isinstance(x, int | float) and not isinstance(x, bool) and x == x
+
+        if not isinstance(self.output_dir, str | os.PathLike) or not os.fspath(self.output_dir):
+            raise bad("output_dir", "a non-empty path")
+        object.__setattr__(self, "output_dir", os.fspath(self.output_dir))
+        if not is_real(self.epochs) or self.epochs <= 0:
+            raise bad("epochs", "a number > 0")
+        if not is_int(self.max_steps) or self.max_steps == 0 or self.max_steps < -1:
+            raise bad("max_steps", "-1 (use epochs) or an integer >= 1")
+        if not is_real(self.learning_rate) or not 0 < self.learning_rate < 1:
+            raise bad("learning_rate", "a number in (0, 1)")
+        if not is_real(self.beta) or self.beta <= 0:
+            raise bad("beta", "a number > 0")
+        for name in ("batch_size", "gradient_accumulation_steps", "logging_steps", "save_steps"):
+            if not is_int(getattr(self, name)) or getattr(self, name) < 1:
+                raise bad(name, "an integer >= 1")
+        if not is_int(self.lora_r) or self.lora_r < 0:
+            raise bad("lora_r", "an integer >= 0 (0: full-parameter training)")
+        if self.lora_alpha is not None and (not is_int(self.lora_alpha) or self.lora_alpha < 1):
+            raise bad("lora_alpha", "none or an integer >= 1")
+        if not is_real(self.lora_dropout) or not 0 <= self.lora_dropout < 1:
+            raise bad("lora_dropout", "a number in [0, 1)")
+        if not isinstance(self.lora_target_modules, str) or not self.lora_target_modules.strip():
+            raise bad("lora_target_modules", "'all-linear' or comma-separated module names")
+        if self.max_length is not None and (not is_int(self.max_length) or self.max_length < 8):
+            raise bad("max_length", "none or an integer >= 8")
+        if not is_int(self.seed) or self.seed < 0:
+            raise bad("seed", "an integer >= 0")
+        if self.save_total_limit is not None and (
+            not is_int(self.save_total_limit) or self.save_total_limit < 1
+        ):
+            raise bad("save_total_limit", "none or an integer >= 1")
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise bad(f.name, f"one of {choices}")
+        for name in ("precompute_ref_log_probs", "resume"):
+            if not isinstance(getattr(self, name), bool):
+                raise bad(name, "True or False")
+
+
+PRESETS: dict[str, DPOTrainConfig] = {
+    # Appendix C.1: one epoch, lr 5e-6, beta' 0.1, 8-bit AdamW, all parameters trained.
+    "paper": DPOTrainConfig(),
+    # SmolLM2 on a CPU in about three minutes per 256-pair dataset (docs/llm_training.md).
+    "cpu": DPOTrainConfig(
+        learning_rate=2e-4,
+        batch_size=16,
+        lora_r=16,
+        precompute_ref_log_probs=True,
+        device="cpu",
+    ),
+}
+"""Named starting points; ``preset(name, **overrides)`` adjusts one."""
+
+
+def preset(name: str, **overrides: Any) -> DPOTrainConfig:
+    """``PRESETS[name]`` with some fields replaced (validated again)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return dataclasses.replace(PRESETS[name], **overrides)
+
+
+@dataclass
+class TrainResult:
+    """What ``train_dpo`` did and where it put it."""
+
+    model: Any  # the trained model (a peft.PeftModel when LoRA is on), in memory
+    output_dir: Path
+    model_dir: Path  # output_dir / "model": adapter or full weights + tokenizer (safetensors)
+    log_path: Path  # output_dir / "train_log.jsonl"
+    manifest_path: Path  # output_dir / "manifest.json"
+    global_step: int
+    train_loss: float | None  # mean DPO loss over the steps of this call
+    last_log: dict[str, Any]  # the last logged training metrics (loss, rewards/*, ...)
+    seconds: float  # wall time of this call
+    resumed_from: str | None  # the checkpoint this call continued from, if any
+
+
+def _jsonl_log(path: Path) -> TrainerCallback:
+    """A callback appending each Trainer log event to ``path`` (JSONL). On resume it first drops
+    the lines an interrupted attempt wrote after the checkpoint being resumed, so each step
+    appears once."""
+    from transformers import TrainerCallback
+
+    class JsonlLog(TrainerCallback):
+        def __init__(self) -> None:
+            self.start = time.time()
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if path.exists():
+                kept = [
+                    line
+                    for line in path.read_text(encoding="utf-8").splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= state.global_step
+                ]
+                path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or "loss" not in logs:
+                return  # the end-of-training summary goes into the manifest instead
+            record = {"step": state.global_step, "epoch": state.epoch, **logs}
+            record["elapsed_s"] = round(time.time() - self.start, 3)
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    return JsonlLog()
+
+
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def _last_complete_checkpoint(folder: Path) -> Path | None:
+    """The newest ``checkpoint-N`` whose trainer_state.json (written last) exists."""
+    if not folder.is_dir():
+        return None
+    done = [
+        (int(m.group(1)), p)
+        for p in folder.iterdir()
+        if (m := _CHECKPOINT.match(p.name)) and (p / "trainer_state.json").is_file()
+    ]
+    return max(done)[1] if done else None
+
+
+def _resolve_device_settings(config: DPOTrainConfig) -> tuple[str, str, bool]:
+    """(device, precision, gradient checkpointing) for this machine: the one place they are set."""
+    from .models import resolve_device
+
+    device = resolve_device(config.device)
+    on_gpu = device != "cpu"
+    precision = config.precision if config.precision != "auto" else ("bf16" if on_gpu else "fp32")
+    if config.gradient_checkpointing == "auto":
+        checkpointing = on_gpu
+    else:
+        checkpointing = config.gradient_checkpointing == "on"
+    return device, precision, checkpointing
+
+
+def _versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {"llm_bridge": __version__, "python": sys.version.split()[0]}
+    for dist in ("torch", "transformers", "trl", "peft", "bitsandbytes", "datasets", "accelerate"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def train_dpo(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    dataset: Dataset,
+    config: DPOTrainConfig | None = None,
+    *,
+    callbacks: list[TrainerCallback] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """DPO-train ``model`` on ``dataset`` (TRL conversational preference format) with TRL.
+
+    Args:
+        model: a causal LM from ``load_model`` (its ``config.name_or_path`` is recorded as the
+            base model). Pass a freshly loaded model, also when resuming.
+        tokenizer: its tokenizer; it must have a chat template.
+        dataset: rows with ``prompt``/``chosen``/``rejected`` message lists (``make_dataset``);
+            other columns are ignored by the trainer.
+        config: the run's settings (default: ``DPOTrainConfig()``, the paper's).
+        callbacks: extra ``transformers.TrainerCallback`` objects.
+        progress: show progress bars.
+
+    Returns:
+        A ``TrainResult``; the run directory is laid out as in the module docstring.
+
+    Raises:
+        ValueError: bad inputs, or ``output_dir`` holding a different run.
+    """
+    import torch
+    from peft import LoraConfig
+    from transformers import set_seed
+    from trl import DPOConfig, DPOTrainer
+
+    from .data import manifest_path, save_jsonl
+
+    config = config if config is not None else DPOTrainConfig()
+    if not isinstance(config, DPOTrainConfig):
+        raise TypeError(f"config must be a DPOTrainConfig, got {type(config).__name__}")
+    if not tokenizer.chat_template:
+        raise ValueError(
+            "the tokenizer has no chat template, so the conversational dataset cannot be "
+            "rendered; use an instruct/chat model"
+        )
+    missing = {"prompt", "chosen", "rejected"} - set(dataset.column_names)
+    if missing:
+        raise ValueError(f"dataset lacks the columns {sorted(missing)} of a preference dataset")
+    started = time.time()
+
+    # Seed and precision: set here, nowhere else.
+    device, precision, checkpointing = _resolve_device_settings(config)
+    set_seed(config.seed)
+    if device != "cpu" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but no GPU is visible")
+
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data_path = out / "dataset.jsonl"
+    save_jsonl(dataset, data_path)
+    data_manifest = json.loads(manifest_path(data_path).read_text(encoding="utf-8"))
+    base_model = model.config.name_or_path
+    identity = {
+        "config": {
+            k: v
+            for k, v in to_jsonable(config).items()
+            if k not in ("output_dir", "resume", "logging_steps", "save_total_limit")
+        },
+        "dataset_sha256": data_manifest["data_sha256"],
+        "base_model": base_model,
+    }
+    run_json = out / "run.json"
+    previous = json.loads(run_json.read_text(encoding="utf-8")) if run_json.is_file() else None
+    if config.resume and previous is not None and previous != identity:
+        raise ValueError(
+            f"{out} holds a run with different settings, data or base model (see {run_json}); "
+            "choose another output_dir or delete that one"
+        )
+    _write_json(run_json, identity)
+
+    ckpt_dir = out / "checkpoints"
+    log_path = out / "train_log.jsonl"
+    (out / "manifest.json").unlink(missing_ok=True)  # present again only once this call finishes
+    resume_from = _last_complete_checkpoint(ckpt_dir) if config.resume else None
+    if resume_from is None:  # a fresh start: clear what an earlier attempt left
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        shutil.rmtree(out / "model", ignore_errors=True)
+        log_path.unlink(missing_ok=True)
+
+    args = dict(
+        output_dir=str(ckpt_dir),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler,
+        beta=config.beta,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        optim=config.optim,
+        precompute_ref_log_probs=config.precompute_ref_log_probs,
+        precompute_ref_batch_size=max(config.batch_size, 32),
+        max_length=config.max_length,
+        seed=config.seed,
+        use_cpu=device == "cpu",
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        logging_steps=config.logging_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        report_to="none",
+        disable_tqdm=not progress,
+        dataloader_pin_memory=device != "cpu",
+    )
+    if "activation_checkpointing" in {f.name for f in dataclasses.fields(DPOConfig)}:
+        args["activation_checkpointing"] = checkpointing  # transformers >= 5.x name
+    args["gradient_checkpointing"] = checkpointing
+    dpo_args = DPOConfig(**args)
+
+    peft_config = None
+    if config.lora_r > 0:
+        targets = config.lora_target_modules
+        peft_config = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha if config.lora_alpha is not None else 2 * config.lora_r,
+            lora_dropout=config.lora_dropout,
+            target_modules=targets
+            if targets == "all-linear"
+            else [t.strip() for t in targets.split(",")],
+            task_type="CAUSAL_LM",
+        )
+    # TRL builds a missing reference model from the model's hub id; give it an in-memory copy
+    # instead when one is needed (full-parameter training without precomputed log-probs).
+    ref_model = None
+    if peft_config is None and not config.precompute_ref_log_probs:
+        ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    model.to(device)
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=ref_model,
+        args=dpo_args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[_jsonl_log(log_path), *(callbacks or [])],
+    )
+    with warnings.catch_warnings():
+        # peft asks the hub whether the base model's vocabulary changed each time it saves an
+        # adapter; "smollm2" and "tiny-random" are not hub ids, and the answer does not matter
+        # (the adapter never touches the embeddings).
+        warnings.filterwarnings("ignore", message="Could not find a config file in")
+        warnings.filterwarnings("ignore", message="Unable to fetch remote file")
+        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+
+    model_dir = out / "model"
+    if config.lora_r > 0:
+        trainer.model.save_pretrained(model_dir, save_embedding_layers=False)
+    else:
+        trainer.model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    logged = [h for h in trainer.state.log_history if "loss" in h]
+    last_log = logged[-1] if logged else {}
+    seconds = time.time() - started
+    manifest = {
+        "status": "finished",
+        "base_model": base_model,
+        "config": to_jsonable(config),
+        "dataset": {k: data_manifest[k] for k in ("data_file", "data_sha256", "params", "counts")},
+        "device": device,
+        "precision": precision,
+        "gradient_checkpointing": checkpointing,
+        "global_step": trainer.state.global_step,
+        "train_loss": output.training_loss,
+        "last_log": last_log,
+        "resumed_from": resume_from.name if resume_from else None,
+        "seconds_this_call": round(seconds, 2),
+        "trainable_parameters": sum(
+            p.numel() for p in trainer.model.parameters() if p.requires_grad
+        ),
+        "versions": _versions(),
+        "model_dir": model_dir.name,
+        "log": log_path.name,
+    }
+    _write_json(out / "manifest.json", manifest)
+    return TrainResult(
+        model=trainer.model,
+        output_dir=out,
+        model_dir=model_dir,
+        log_path=log_path,
+        manifest_path=out / "manifest.json",
+        global_step=trainer.state.global_step,
+        train_loss=output.training_loss,
+        last_log=last_log,
+        seconds=seconds,
+        resumed_from=str(resume_from) if resume_from else None,
+    )
