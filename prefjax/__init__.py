@@ -1,1 +1,48 @@
-"""prefjax: sensitivity of preference models, in JAX."""
+"""prefjax: how robust are preference models? Sensitivities of implied preferences in JAX.
+
+Under a pairwise model g (Bradley-Terry, Thurstone-Mosteller, any link), the preference
+p_ij implied by p_ik and p_kj is g(g^-1(p_ik) + g^-1(p_kj)) (Lemma 1 of Xu & Kankanhalli,
+"Strong Preferences Affect the Robustness of Value Alignment"); prefjax computes it, its
+derivatives, the regions where they exceed M, and the paper's theorems, for any link.
+
+The library never enables JAX's x64 mode; do it yourself for work near 0 and 1:
+``jax.config.update("jax_enable_x64", True)``.
+"""
+
+from . import bradley_terry as bradley_terry
+from ._assumptions import AssumptionCheck as AssumptionCheck
+from ._assumptions import AssumptionError as AssumptionError
+from ._assumptions import AssumptionReport as AssumptionReport
+from ._assumptions import check_assumptions as check_assumptions
+from ._links import Link as Link
+from ._links import cauchit as cauchit
+from ._links import link as link
+from ._links import logistic as logistic
+from ._links import probit as probit
+from ._sensitivity import ScoreSensitivity as ScoreSensitivity
+from ._sensitivity import Sensitivity as Sensitivity
+from ._sensitivity import compose as compose
+from ._sensitivity import score_sensitivity as score_sensitivity
+from ._sensitivity import sensitivity as sensitivity
+from ._validate import PrecisionWarning as PrecisionWarning
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AssumptionCheck",
+    "AssumptionError",
+    "AssumptionReport",
+    "Link",
+    "PrecisionWarning",
+    "ScoreSensitivity",
+    "Sensitivity",
+    "bradley_terry",
+    "cauchit",
+    "check_assumptions",
+    "compose",
+    "link",
+    "logistic",
+    "probit",
+    "score_sensitivity",
+    "sensitivity",
+]

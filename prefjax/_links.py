@@ -1,0 +1,367 @@
+"""Pairwise links g: the built-ins and :func:`link` for any JAX-traceable callable.
+
+A *link* (the paper's "pairwise preference model", Section 2.2) maps a score difference
+x = s_i - s_j to the probability p_ij = g(x) that o_i is preferred to o_j. It must satisfy
+Assumptions 2-5: strictly increasing, g(-inf) = 0 and g(+inf) = 1, g(x) + g(-x) = 1, and
+continuously differentiable.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from jax.scipy import special as jsp_special
+
+from . import _numerics as nx
+
+Array = jax.Array
+
+
+def _with_jvp(f: Callable, df: Callable) -> Callable:
+    """``f`` with its derivative given in closed form by ``df`` (forward and reverse mode)."""
+    f = jax.custom_jvp(f)
+
+    @f.defjvp
+    def _jvp(primals, tangents):
+        (x,), (t,) = primals, tangents
+        return f(x), t * df(x)
+
+    return f
+
+
+def _inverse_with_jvp(inverse: Callable, derivative: Callable) -> Callable:
+    """``inverse`` differentiated by the inverse-function theorem: (g^-1)'(p) = 1 / g'(g^-1(p)).
+
+    The primal x = g^-1(p) is computed once and reused for the tangent, so a numerically
+    inverted link costs one root solve per point, never a derivative through its iterations.
+    """
+    inverse = jax.custom_jvp(inverse)
+
+    @inverse.defjvp
+    def _jvp(primals, tangents):
+        (p,), (t,) = primals, tangents
+        x = inverse(p)
+        return x, t / derivative(x)
+
+    return inverse
+
+
+class Link:
+    """A pairwise preference model g meeting Assumptions 2-5 of the paper.
+
+    Calling a link gives g(x); ``.inverse(p)`` gives g^-1(p), ``.derivative(x)`` gives g'(x)
+    and ``.log_derivative(x)`` gives log g'(x) without underflow far in the tails. All four
+    are elementwise, differentiable, and work under ``jax.jit`` and ``jax.vmap``.
+
+    Build one with :func:`prefjax.link`; the built-ins are :data:`prefjax.logistic`,
+    :data:`prefjax.probit` and :data:`prefjax.cauchit`.
+
+    Example:
+        >>> import prefjax
+        >>> float(prefjax.logistic(0.0)), float(prefjax.logistic.inverse(0.5))
+        (0.5, 0.0)
+    """
+
+    __slots__ = (
+        "name",
+        "_fn",
+        "_inverse",
+        "_derivative",
+        "_log_derivative",
+        "_compose",
+        "__weakref__",
+    )
+
+    def __init__(
+        self,
+        fn: Callable,
+        inverse: Callable,
+        derivative: Callable,
+        log_derivative: Callable | None = None,
+        name: str = "link",
+        compose: Callable | None = None,
+    ):
+        self.name = name
+        self._fn = fn
+        self._inverse = inverse
+        self._derivative = derivative
+        self._log_derivative = log_derivative or (lambda x: jnp.log(derivative(x)))
+        # Lemma 1 as one differentiable function of (p_ik, p_kj). A link may supply a closed
+        # form that needs fewer transcendentals (logistic: Eq. (3), rational); it must equal
+        # g(g^-1(p_ik) + g^-1(p_kj)) and carry the chain rule as its JVP.
+        self._compose = compose or (lambda a, b: self._fn(self._inverse(a) + self._inverse(b)))
+
+    def __call__(self, x) -> Array:
+        """g(x), the probability that an option with score difference x wins."""
+        return self._fn(jnp.asarray(x, dtype=_float_dtype(x)))
+
+    def inverse(self, p) -> Array:
+        """g^-1(p), the score difference implied by probability p (Lemma 3: increasing)."""
+        return self._inverse(jnp.asarray(p, dtype=_float_dtype(p)))
+
+    def derivative(self, x) -> Array:
+        """g'(x) (Assumption 5)."""
+        return self._derivative(jnp.asarray(x, dtype=_float_dtype(x)))
+
+    def log_derivative(self, x) -> Array:
+        """log g'(x), finite where g'(x) underflows (score-space computations use it)."""
+        return self._log_derivative(jnp.asarray(x, dtype=_float_dtype(x)))
+
+    def compose(self, p_ik, p_kj) -> Array:
+        """Lemma 1 on arrays of equal dtype: g(g^-1(p_ik) + g^-1(p_kj)); no input checks.
+
+        The checked public entry point is :func:`prefjax.compose`.
+        """
+        return self._compose(p_ik, p_kj)
+
+    def __repr__(self) -> str:
+        return f"Link({self.name!r})"
+
+
+def _float_dtype(x):
+    """The float dtype to compute in: the input's if it is floating, else JAX's default."""
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and jnp.issubdtype(dtype, jnp.floating):
+        return dtype
+    return jnp.result_type(float)
+
+
+# --- built-in links --------------------------------------------------------------------
+
+
+@jax.custom_jvp
+def _logistic_compose(a, b):
+    """Eq. (3), p_ij = a b / (a b + (1 - a)(1 - b)): Lemma 1 for the logistic link, rational.
+
+    Both terms of the denominator are positive, so it is accurate to a few ulps at every
+    corner of the unit square, and costs no transcendental function.
+    """
+    ab = a * b
+    return ab / (ab + (1.0 - a) * (1.0 - b))
+
+
+@_logistic_compose.defjvp
+def _logistic_compose_jvp(primals, tangents):
+    (a, b), (ta, tb) = primals, tangents
+    ab, cc = a * b, (1.0 - a) * (1.0 - b)
+    den = ab + cc
+    # Chain rule of Eq. (2): g'(x_ij) * (g^-1)'(a) = [ab cc / den^2] / [a (1 - a)], which
+    # simplifies to b (1 - b) / den^2 (Eq. (4)); symmetrically a (1 - a) / den^2 for b.
+    return ab / den, (ta * (b * (1.0 - b)) + tb * (a * (1.0 - a))) / (den * den)
+
+
+logistic = Link(
+    fn=nx.logistic,
+    inverse=nx.logit,
+    derivative=lambda x: jnp.exp(nx.logistic_log_derivative(x)),
+    log_derivative=nx.logistic_log_derivative,
+    name="logistic",
+    compose=_logistic_compose,
+)
+
+
+@jax.custom_jvp
+def _probit_compose(a, b):
+    return nx.normal_cdf(jsp_special.ndtri(a) + jsp_special.ndtri(b))
+
+
+@_probit_compose.defjvp
+def _probit_compose_jvp(primals, tangents):
+    (a, b), (ta, tb) = primals, tangents
+    xa, xb = jsp_special.ndtri(a), jsp_special.ndtri(b)
+    x = xa + xb
+    # Chain rule of Eq. (2): phi(x) / phi(xa) = exp((xa^2 - x^2) / 2) = exp(-xb (2 xa + xb) / 2):
+    # one exp per partial instead of three pdfs, and no over/underflow of the ratio's parts.
+    return nx.normal_cdf(x), ta * jnp.exp(-0.5 * xb * (xa + x)) + tb * jnp.exp(-0.5 * xa * (x + xb))
+
+
+probit = Link(
+    fn=_with_jvp(nx.normal_cdf, nx.normal_pdf),
+    inverse=_inverse_with_jvp(jsp_special.ndtri, nx.normal_pdf),
+    derivative=nx.normal_pdf,
+    log_derivative=nx.normal_log_pdf,
+    name="probit",
+    compose=_probit_compose,
+)
+
+_cauchy_pdf = lambda x: jnp.exp(nx.cauchy_log_pdf(x))  # noqa: E731
+cauchit = Link(
+    fn=_with_jvp(nx.cauchy_cdf, _cauchy_pdf),
+    inverse=_inverse_with_jvp(nx.cauchy_quantile, _cauchy_pdf),
+    derivative=_cauchy_pdf,
+    log_derivative=nx.cauchy_log_pdf,
+    name="cauchit",
+)
+
+BUILTIN_LINKS = (logistic, probit, cauchit)
+
+
+# --- numeric inversion -----------------------------------------------------------------
+
+_MAX_BRACKET_STEPS = 600  # 4**600 overflows float64: the bracket always closes before this
+_MAX_NEWTON_STEPS = 100
+
+
+def _value_and_derivative(g: Callable, x):
+    """(g(x), g'(x)) in one forward-mode pass, for an elementwise g."""
+    return jax.jvp(g, (x,), (jnp.ones_like(x),))
+
+
+def numeric_inverse(g: Callable, p) -> Array:
+    """Solve g(x) = p elementwise by bracketing plus safeguarded Newton.
+
+    By symmetry (Assumption 4) only the lower tail is solved: with q = min(p, 1 - p) we find
+    y >= 0 with g(-y) = q, then return -y for p <= 1/2 and y otherwise. Working in the lower
+    tail keeps relative precision at p = 1 - 1e-12, where g(x) itself rounds to 1. Newton runs
+    on log g(-y) - log q, which is concave for log-concave tails and well scaled for q = 1e-300;
+    a step that leaves the bracket is replaced by bisection, so it converges for any
+    increasing g. Accurate to a few ulps in float64 (relative to max(|x|, 1): near p = 1/2,
+    g's own rounding limits how well any inverse can resolve x). Values outside (0, 1) give NaN, except
+    0 and 1, which give -inf and +inf (the limits of Assumption 3).
+    """
+    p = jnp.asarray(p)
+    dtype = p.dtype
+    eps = jnp.finfo(dtype).eps
+    tiny = jnp.finfo(dtype).tiny
+    q_raw = jnp.minimum(p, 1.0 - p)
+    valid = (q_raw > 0) & (p < 1)  # NaN compares False
+    q = jnp.where(valid, q_raw, 0.25)
+    log_q = jnp.log(q)
+
+    def lower(y):
+        return g(-y)
+
+    # 1. Bracket: g(-lo) >= q > g(-hi); grow hi geometrically.
+    def bracket_cond(state):
+        _, _, active, it = state
+        return jnp.any(active) & (it < _MAX_BRACKET_STEPS)
+
+    def bracket_body(state):
+        lo, hi, active, it = state
+        still = active & (lower(hi) > q) & jnp.isfinite(hi)
+        lo = jnp.where(still, hi, lo)
+        hi = jnp.where(still, hi * 4.0, hi)
+        return lo, hi, still, it + 1
+
+    zeros = jnp.zeros_like(q)
+    lo, hi, _, _ = jax.lax.while_loop(
+        bracket_cond, bracket_body, (zeros, jnp.ones_like(q), jnp.ones(q.shape, bool), 0)
+    )
+
+    # 2. Safeguarded Newton on f(y) = log g(-y) - log q, decreasing in y.
+    def newton_cond(state):
+        _, _, _, done, it = state
+        return jnp.any(~done) & (it < _MAX_NEWTON_STEPS)
+
+    def newton_body(state):
+        lo, hi, y, done, it = state
+        gv, dgv = _value_and_derivative(g, -y)
+        f = jnp.log(gv) - log_q
+        lo = jnp.where(f > 0, y, lo)
+        hi = jnp.where(f < 0, y, hi)
+        # Newton: y - f / f'(y) with f'(y) = -g'(-y) / g(-y).
+        y_newton = y + f * gv / dgv
+        outside = ~jnp.isfinite(y_newton) | (y_newton <= lo) | (y_newton >= hi)
+        y_next = jnp.where(outside, 0.5 * (lo + hi), y_newton)
+        scale = jnp.maximum(jnp.abs(y), tiny)
+        converged = (
+            (f == 0) | (jnp.abs(y_next - y) <= 2 * eps * scale) | (hi - lo <= 2 * eps * scale)
+        )
+        y_next = jnp.where(done | (f == 0), y, y_next)
+        return lo, hi, y_next, done | converged, it + 1
+
+    _, _, y, _, _ = jax.lax.while_loop(newton_cond, newton_body, (lo, hi, hi, ~valid, 0))
+    y = jnp.where(q == 0.5, 0.0, y)  # g(0) = 1/2 by symmetry: exact, not an iterate
+    x = jnp.where(p <= 0.5, -y, y)
+    x = jnp.where(valid, x, jnp.nan)
+    x = jnp.where(p == 0, -jnp.inf, x)
+    return jnp.where(p == 1, jnp.inf, x)
+
+
+# --- user-defined links ----------------------------------------------------------------
+
+
+def link(
+    g: Callable,
+    inverse: Callable | None = None,
+    name: str | None = None,
+    check: bool = True,
+    derivative: Callable | None = None,
+) -> Link:
+    """Make a :class:`Link` from any elementwise, JAX-traceable callable ``g``.
+
+    Args:
+        g: x -> g(x), elementwise on arrays, traceable by JAX.
+        inverse: p -> g^-1(p). If omitted, g is inverted numerically (bracketing plus
+            safeguarded Newton, a few ulps in float64; see :func:`numeric_inverse`). Either
+            way the derivative of the inverse comes from the inverse-function theorem,
+            (g^-1)'(p) = 1 / g'(g^-1(p)), never from differentiating through iterations.
+        name: a label for reports and plots; defaults to ``g.__name__``.
+        check: run :func:`prefjax.check_assumptions` and raise
+            :class:`prefjax.AssumptionError` naming the first failed assumption. With
+            ``check=False`` the link must still meet the assumptions: the numerics rely on
+            symmetry (Assumption 4) to work in the lower tail, where values keep precision.
+        derivative: x -> g'(x); defaults to forward-mode autodiff of ``g``.
+
+    Returns:
+        A :class:`Link`. Passing a :class:`Link` returns it unchanged.
+
+    Example:
+        >>> import jax, prefjax
+        >>> mix = prefjax.link(lambda x: 0.5 * jax.nn.sigmoid(x) + 0.5 * jax.nn.sigmoid(3 * x),
+        ...                    name="mixture")
+        >>> round(float(mix(mix.inverse(0.9))), 12)
+        0.9
+    """
+    if isinstance(g, Link):
+        return g
+    if not callable(g):
+        raise TypeError(f"g must be a prefjax.Link or a callable x -> g(x); got {g!r}")
+    if inverse is not None and not callable(inverse):
+        raise TypeError(f"inverse must be a callable p -> g^-1(p) or None; got {inverse!r}")
+    if name is None:
+        name = getattr(g, "__name__", None) or type(g).__name__
+        if name == "<lambda>":
+            name = "custom"
+
+    if derivative is None:
+
+        def derivative(x):
+            # g' is even (Assumption 4); differentiating in the lower tail keeps relative
+            # precision where a user's g(x) rounds towards 1 (e.g. sigma' = s (1 - s)).
+            return _value_and_derivative(g, -jnp.abs(x))[1]
+
+    fn = _with_jvp(g, derivative)  # g' from ``derivative``; never re-derived per call
+    raw_inverse = inverse if inverse is not None else (lambda p: numeric_inverse(g, p))
+    result = Link(
+        fn=fn,
+        inverse=_inverse_with_jvp(raw_inverse, derivative),
+        derivative=derivative,
+        name=name,
+    )
+    if check:
+        from ._assumptions import check_assumptions
+
+        check_assumptions(result).raise_if_failed()
+    return result
+
+
+_wrapped: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def as_link(g, argname: str = "g") -> Link:
+    """The :class:`Link` for ``g``: itself, or a bare callable wrapped (and checked) once."""
+    if isinstance(g, Link):
+        return g
+    if not callable(g):
+        raise TypeError(f"{argname} must be a prefjax.Link or a callable x -> g(x); got {g!r}")
+    try:
+        cached = _wrapped.get(g)
+    except TypeError:  # not weak-referenceable: wrap every time
+        return link(g)
+    if cached is None:
+        cached = _wrapped[g] = link(g)
+    return cached
