@@ -19,6 +19,9 @@ from ._links import cauchit as cauchit
 from ._links import link as link
 from ._links import logistic as logistic
 from ._links import probit as probit
+from ._regions import AreaEstimate as AreaEstimate
+from ._regions import is_m_sensitive as is_m_sensitive
+from ._regions import region_area as region_area
 from ._sensitivity import ScoreSensitivity as ScoreSensitivity
 from ._sensitivity import Sensitivity as Sensitivity
 from ._sensitivity import compose as compose
@@ -32,6 +35,7 @@ __all__ = [
     "AssumptionCheck",
     "AssumptionError",
     "AssumptionReport",
+    "AreaEstimate",
     "Link",
     "PrecisionWarning",
     "ScoreSensitivity",
@@ -40,9 +44,11 @@ __all__ = [
     "cauchit",
     "check_assumptions",
     "compose",
+    "is_m_sensitive",
     "link",
     "logistic",
     "probit",
+    "region_area",
     "score_sensitivity",
     "sensitivity",
 ]
