@@ -58,3 +58,17 @@ def test_fill_is_one_pass():
 def test_corrections_are_documented():
     assert len(templates.CORRECTIONS) >= 3
     assert re.fullmatch(r"[0-9a-f]{64}", templates.TEMPLATES_SHA256)
+
+
+def test_package_exports_lazily():
+    import subprocess
+    import sys
+
+    import llm_bridge
+
+    for name in llm_bridge.__all__:
+        assert getattr(llm_bridge, name) is not None
+    # importing the package alone pulls in neither torch nor transformers
+    code = "import sys, llm_bridge; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
