@@ -25,7 +25,8 @@ A run directory holds::
 
 A run that is interrupted (killed, Ctrl-C, an exception) is resumed from its last complete
 checkpoint by calling ``train_dpo`` again with the same arguments (``config.resume``, on by
-default); the log keeps one line per step. Checkpoint optimizer/scheduler/RNG state is read
+default); the log keeps one line per step. Calling it again on a finished run trains nothing: it
+loads the trained weights onto the model passed and returns (``already_finished=True``). Checkpoint optimizer/scheduler/RNG state is read
 by transformers with ``torch.load(..., weights_only=True)``: tensors and plain containers only,
 no arbitrary unpickling.
 """
@@ -230,6 +231,7 @@ class TrainResult:
     last_log: dict[str, Any]  # the last logged training metrics (loss, rewards/*, ...)
     seconds: float  # wall time of this call
     resumed_from: str | None  # the checkpoint this call continued from, if any
+    already_finished: bool = False  # True: output_dir held this finished run; nothing was trained
 
 
 def _jsonl_log(path: Path) -> TrainerCallback:
@@ -388,11 +390,38 @@ def train_dpo(
 
     ckpt_dir = out / "checkpoints"
     log_path = out / "train_log.jsonl"
-    (out / "manifest.json").unlink(missing_ok=True)  # present again only once this call finishes
+    model_dir = out / "model"
+    manifest_file = out / "manifest.json"
+    if config.resume and previous == identity and manifest_file.is_file():
+        # This run already finished: load what it trained instead of training again.
+        done = json.loads(manifest_file.read_text(encoding="utf-8"))
+        if config.lora_r > 0:
+            from peft import PeftModel
+
+            trained = PeftModel.from_pretrained(model, model_dir)
+        else:
+            from transformers import AutoModelForCausalLM
+
+            trained = AutoModelForCausalLM.from_pretrained(model_dir, dtype=model.dtype)
+        trained.to(device)
+        return TrainResult(
+            model=trained,
+            output_dir=out,
+            model_dir=model_dir,
+            log_path=log_path,
+            manifest_path=manifest_file,
+            global_step=done["global_step"],
+            train_loss=done["train_loss"],
+            last_log=done["last_log"],
+            seconds=time.time() - started,
+            resumed_from=None,
+            already_finished=True,
+        )
+    manifest_file.unlink(missing_ok=True)  # present again only once this call finishes
     resume_from = _last_complete_checkpoint(ckpt_dir) if config.resume else None
     if resume_from is None:  # a fresh start: clear what an earlier attempt left
         shutil.rmtree(ckpt_dir, ignore_errors=True)
-        shutil.rmtree(out / "model", ignore_errors=True)
+        shutil.rmtree(model_dir, ignore_errors=True)
         log_path.unlink(missing_ok=True)
 
     args = dict(
@@ -461,7 +490,6 @@ def train_dpo(
         warnings.filterwarnings("ignore", message="Unable to fetch remote file")
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
-    model_dir = out / "model"
     if config.lora_r > 0:
         trainer.model.save_pretrained(model_dir, save_embedding_layers=False)
     else:
@@ -490,13 +518,13 @@ def train_dpo(
         "model_dir": model_dir.name,
         "log": log_path.name,
     }
-    _write_json(out / "manifest.json", manifest)
+    _write_json(manifest_file, manifest)
     return TrainResult(
         model=trainer.model,
         output_dir=out,
         model_dir=model_dir,
         log_path=log_path,
-        manifest_path=out / "manifest.json",
+        manifest_path=manifest_file,
         global_step=trainer.state.global_step,
         train_loss=output.training_loss,
         last_log=last_log,

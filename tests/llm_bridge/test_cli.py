@@ -110,6 +110,7 @@ def test_synth_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, fragment
     assert not (tmp_path / "d.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_train_on_tiny_random(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["train", "--model", "tiny-random", "--preset", "cpu", "--data-n", "8"]

@@ -3,6 +3,8 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
@@ -18,6 +20,7 @@ def test_every_llm_example_is_tested():
     assert {p.stem for p in EXAMPLES.glob("llm_*.py")} == tested
 
 
+@pytest.mark.slow
 def test_llm_train_one_dataset(tmp_path, capsys):
     example = _load("llm_train_one_dataset")
     argv = ["--model", "tiny-random", "--n", "8", "--max-steps", "1"]

@@ -15,7 +15,7 @@ from llm_bridge.data import make_dataset
 from llm_bridge.models import convert_smollm2, load_model, smollm2_gguf_path
 from llm_bridge.train import preset, train_dpo
 
-pytestmark = pytest.mark.smollm2
+pytestmark = [pytest.mark.smollm2, pytest.mark.slow]
 
 # GGUF tensor name -> transformers name, for tensors the Llama converter does not permute
 # (q and k projections are row-permuted for rotary embeddings, so they are left out).

@@ -105,6 +105,7 @@ def test_dataset_and_tokenizer_checks(tmp_path, dataset):
 # --- training -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_two_lora_steps(tmp_path, dataset):
     model, tok = load_model("tiny-random")
     cfg = preset("cpu", output_dir=str(tmp_path / "run"), max_steps=2, **FAST)
@@ -144,6 +145,7 @@ def test_two_lora_steps(tmp_path, dataset):
     assert not torch.allclose(got, base)
 
 
+@pytest.mark.slow
 def test_full_parameter_step_with_reference_copy(tmp_path, dataset):
     model, tok = load_model("tiny-random")
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -171,6 +173,7 @@ class _Interrupt(TrainerCallback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_resume_after_interruption(tmp_path, dataset):
     # Reference: the same 4 steps without interruption.
     cfg = dict(max_steps=4, **FAST)
@@ -198,7 +201,19 @@ def test_resume_after_interruption(tmp_path, dataset):
     for key in a:
         torch.testing.assert_close(b[key], a[key])
 
+    # running the finished run again trains nothing and returns the trained model
+    model, tok = load_model("tiny-random")
+    again = train_dpo(model, tok, dataset, config, progress=False)
+    assert again.already_finished and again.global_step == 4
+    assert [r["step"] for r in _steps(again.log_path)] == [1, 2, 3, 4]
+    ids = tok("Do you prefer dog or bird?", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        torch.testing.assert_close(
+            again.model(input_ids=ids).logits, resumed.model.eval()(input_ids=ids).logits
+        )
 
+
+@pytest.mark.slow
 def test_output_dir_of_another_run_is_refused(tmp_path, dataset):
     model, tok = load_model("tiny-random")
     cfg = preset("cpu", output_dir=str(tmp_path), max_steps=1, **FAST)
