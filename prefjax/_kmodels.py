@@ -1,0 +1,465 @@
+"""K-tuple preference models: Plackett-Luce (Eq. (6)) and the random-utility family.
+
+A *K-tuple model* gives the probability of a ranking omega = (omega_1, ..., omega_K) of K of the
+N options. As in Eq. (6), the probability is that of the ranking *among the K options shown*:
+options outside omega play no part (a K-subset comparison, not a top-K of all N).
+
+Random-utility (Thurstone) models: U_i = s_i + eps_i with eps_i i.i.d., and
+
+    p_omega = P(U_omega_1 > U_omega_2 > ... > U_omega_K)
+            = int f(t - s_1) h_2(t) dt,   h_k(t) = int_{-inf}^t f(r - s_k) h_{k+1}(r) dr,
+            h_K(t) = F(t - s_K),
+
+(f, F: the noise density and distribution function; s_k short for s_omega_k), evaluated as a
+one-dimensional recursion of cumulative integrals on a grid of ``cells`` cells with ``nodes``
+Gauss-Legendre nodes each: cost O(K x cells x nodes^2), order ``nodes`` per cell. Gumbel noise
+gives Plackett-Luce exactly (McFadden); normal noise with scale 1/sqrt(2) gives the K-tuple
+probit model, whose pairwise margin P(U_i > U_j) = Phi(s_i - s_j) is the probit link
+(U_i - U_j ~ N(s_i - s_j, 2 sigma^2) = N(s_i - s_j, 1)).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _kquad as kq
+from . import _numerics as nx
+
+Array = jax.Array
+
+
+def pl_log_prob(s_omega) -> Array:
+    """Eq. (6) in log space for scores already in ranking order: s_omega (..., K) -> (...).
+
+    log p = -sum_{l<K} log(1 + sum_{m>l} exp(s_m - s_l)) = -sum_l softplus(lse_{m>l} s_m - s_l):
+    the second form of Eq. (6), so a factor near 1 keeps its relative precision (log(softmax)
+    would compute s_l - lse_{m>=l} s_m and cancel) and no exp overflows. The K - 1 tail sums
+    come from one masked logsumexp over a (K - 1, K) array: O(K^2) work, but a small program
+    under autodiff, which the score-view integrals differentiate many times over.
+    """
+    k = s_omega.shape[-1]
+    later = np.arange(k)[None, :] > np.arange(k - 1)[:, None]  # (K - 1, K): m > l
+    lse = jax.nn.logsumexp(jnp.where(later, s_omega[..., None, :], -jnp.inf), axis=-1)
+    return -jnp.sum(jax.nn.softplus(lse - s_omega[..., :-1]), axis=-1)
+
+
+# --- noise distributions of the random-utility family ----------------------------------
+
+_SQRT_HALF = 0.7071067811865476
+
+
+def _gumbel_log_pdf(z):
+    return -z - jnp.exp(-z)
+
+
+def _gumbel_cdf(z):
+    return jnp.exp(-jnp.exp(-z))
+
+
+def _normal_log_pdf(z):
+    # eps ~ N(0, 1/2): log pdf = log phi(z / sigma) - log sigma, sigma = 1/sqrt(2).
+    return nx.normal_log_pdf(z / _SQRT_HALF) - math.log(_SQRT_HALF)
+
+
+def _normal_cdf(z):
+    return nx.normal_cdf(z / _SQRT_HALF)
+
+
+@dataclasses.dataclass(frozen=True)
+class Noise:
+    """i.i.d. utility noise: log density, distribution function and how far the grid reaches.
+
+    ``left`` / ``right``: the grid spans [min(s) - left, max(s) + right]; beyond it the noise
+    has probability below 1e-17 (Gumbel: F(-5) = e^-148, 1 - F(40) = 4e-18; normal with
+    sigma = 1/sqrt(2): Phi(-9 / sigma) = 3e-37). ``tail``: how far the score-view integration
+    reaches past the fixed scores. Beyond it the coordinate probabilities are below ~1e-12
+    (Gumbel, tail 40: e^-40; normal, tail 7: Phi(-7) = 1e-12), so the part of the image left
+    out has an area below ~1e-12; the normal box is kept small because the recursion loses
+    relative precision for probabilities below ~1e-30 (Gaussian tails are unresolved by the
+    grid there).
+    """
+
+    name: str
+    log_pdf: Callable
+    cdf: Callable
+    left: float
+    right: float
+    tail: float
+
+
+GUMBEL = Noise("gumbel", _gumbel_log_pdf, _gumbel_cdf, left=5.0, right=40.0, tail=40.0)
+NORMAL = Noise("normal", _normal_log_pdf, _normal_cdf, left=9.0, right=9.0, tail=7.0)
+NOISES = {"gumbel": GUMBEL, "normal": NORMAL}
+
+
+def ru_log_prob(s_omega, noise: Noise, cells: int, nodes: int) -> Array:
+    """log P(U_1 > ... > U_K) for scores in ranking order, s_omega (..., K) -> (...).
+
+    The grid's end points depend on the scores but carry no gradient (they only decide where
+    the negligible tails are cut); derivatives flow through the integrands.
+    """
+    k = s_omega.shape[-1]
+    flat = s_omega.reshape(-1, k)
+    out = jax.vmap(partial(_ru_one, noise, cells, nodes))(flat)
+    return out.reshape(s_omega.shape[:-1])
+
+
+def _ru_one(noise: Noise, cells: int, nodes: int, s):
+    xi, w = kq.gauss_legendre(nodes)
+    q = kq.integration_matrix(nodes)
+    xi, w, q = (jnp.asarray(a, dtype=s.dtype) for a in (xi, w, q))
+    lo = jax.lax.stop_gradient(jnp.min(s) - noise.left)
+    hi = jax.lax.stop_gradient(jnp.max(s) + noise.right)
+    half = 0.5 * (hi - lo) / cells
+    r = lo + half * (2.0 * jnp.arange(cells, dtype=s.dtype)[:, None] + 1.0 + xi)  # (cells, n)
+    h = noise.cdf(r - s[-1])  # h_K at every node
+    for j in range(s.shape[0] - 2, 0, -1):
+        g = jnp.exp(noise.log_pdf(r - s[j])) * h
+        total = half * (g @ w)  # (cells,)
+        # Exclusive prefix sum, not cumsum - total: keeps relative precision in the left tail.
+        before = jnp.concatenate([jnp.zeros((1,), s.dtype), jnp.cumsum(total)[:-1]])
+        # A cumulative integral of a positive function is >= 0; the interpolating rule can
+        # undershoot by rounding-sized amounts where the integrand is unresolved: clamp.
+        h = jnp.maximum(before[:, None] + half * (g @ q.T), 0.0)
+    g = jnp.exp(noise.log_pdf(r - s[0])) * h
+    return jnp.log(half * jnp.sum(g @ w))
+
+
+# --- models ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class KModel:
+    """A K-tuple model: ``log_prob(s_omega)`` for scores in ranking order, and its noise."""
+
+    name: str
+    noise: Noise
+    cells: int = 0
+    nodes: int = 0
+
+    def log_prob(self, s_omega) -> Array:
+        if self.cells == 0:
+            return pl_log_prob(s_omega)
+        return ru_log_prob(s_omega, self.noise, self.cells, self.nodes)
+
+
+PLACKETT_LUCE = KModel("plackett_luce", GUMBEL)
+MODEL_NAMES = ("plackett_luce", "probit", "gumbel")
+DEFAULT_CELLS = 96
+SCORE_VIEW_CELLS = 64  # the recursion's grid in score-view integrals (accuracy ~1e-10)
+DEFAULT_NODES = 8
+
+
+def make_model(model, cells: int = DEFAULT_CELLS, nodes: int = DEFAULT_NODES) -> KModel:
+    """``"plackett_luce"`` (Eq. (6)), ``"probit"`` (normal noise) or ``"gumbel"`` (the
+    recursion with Gumbel noise, i.e. Plackett-Luce computed numerically); the links
+    :data:`prefjax.logistic` and :data:`prefjax.probit` name the first two."""
+    from ._links import Link
+
+    if isinstance(model, KModel):
+        return model
+    if isinstance(model, Link):
+        names = {"logistic": "plackett_luce", "probit": "probit"}
+        if model.name not in names:
+            raise ValueError(
+                f"model: no K-tuple random-utility model is known for link {model.name!r}; "
+                "use 'plackett_luce' (logistic) or 'probit'"
+            )
+        model = names[model.name]
+    if model not in MODEL_NAMES:
+        valid = ", ".join(repr(m) for m in MODEL_NAMES)
+        raise ValueError(f"unknown model {model!r}; valid values are {valid}")
+    if model == "plackett_luce":
+        return PLACKETT_LUCE
+    noise = NORMAL if model == "probit" else GUMBEL
+    return KModel(model, noise, cells, nodes)
+
+
+# --- the score-based view: inverse-function theorem through (s_a, s_b) -> (p_A, p_B) ------
+
+
+def _with_scores(scores, vary, s12):
+    return scores.at[vary[0]].set(s12[0]).at[vary[1]].set(s12[1])
+
+
+def implied_parts(model: KModel, scores, target, coord_a, coord_b, vary, s12):
+    """log p_target, log p_A, log p_B and their gradients w.r.t. (s_vary0, s_vary1).
+
+    Returns (logs (3,), jac (3, 2)). ``target``, ``coord_a``, ``coord_b`` are integer index
+    arrays (rankings), ``vary`` a pair of option indices.
+    """
+
+    def logs(s12):
+        s = _with_scores(scores, vary, s12)
+        out = jnp.stack(
+            [model.log_prob(s[target]), model.log_prob(s[coord_a]), model.log_prob(s[coord_b])]
+        )
+        return out, out
+
+    jac, val = jax.jacfwd(logs, has_aux=True)(s12)
+    return val, jac
+
+
+def implied_from_parts(val, jac):
+    """(p, p_A, p_B, d_A, d_B, log|d_A|, log|d_B|, log|det J|) from :func:`implied_parts`.
+
+    With x = p_A, y = p_B and L the 2x2 matrix of gradients of (log x, log y), J = diag(x, y) L,
+    and the inverse-function theorem gives grad_(x,y) p = J^-T grad_s p
+    = (p/x, p/y) * (L^-T grad_s log p): every factor is a ratio of probabilities or a log
+    derivative, so nothing over- or underflows where the probabilities are tiny.
+    """
+    lp, lx, ly = val[0], val[1], val[2]
+    g0, g1 = jac[0, 0], jac[0, 1]
+    a, b, c, d = jac[1, 0], jac[1, 1], jac[2, 0], jac[2, 1]
+    det_l = a * d - b * c
+    # Where the two gradients are parallel to within rounding (e.g. both varied options far
+    # below the others: p_A and p_B then depend on s_0 - s_1 alone, up to terms below eps), the
+    # map is not invertible in float64 and the sensitivity is not computable: NaN.
+    eps = jnp.finfo(det_l.dtype).eps
+    ok = jnp.abs(det_l) > 64 * eps * (jnp.abs(a * d) + jnp.abs(b * c))
+    det_safe = jnp.where(ok, det_l, 1.0)
+    z0 = jnp.where(ok, (d * g0 - c * g1) / det_safe, jnp.nan)
+    z1 = jnp.where(ok, (a * g1 - b * g0) / det_safe, jnp.nan)
+    log_da = jnp.where(ok, lp - lx + kq.log_clip(z0), -jnp.inf)
+    log_db = jnp.where(ok, lp - ly + kq.log_clip(z1), -jnp.inf)
+    d_a = jnp.exp(lp - lx) * z0
+    d_b = jnp.exp(lp - ly) * z1
+    log_det = lx + ly + jnp.log(jnp.abs(det_l))
+    return jnp.exp(lp), jnp.exp(lx), jnp.exp(ly), d_a, d_b, log_da, log_db, log_det
+
+
+def _ad_to_scores(a, d):
+    """(a, d) -> (s_0, s_1) = (a + d/2, a - d/2): a rotation with Jacobian 1."""
+    return jnp.stack([a + 0.5 * d, a - 0.5 * d])
+
+
+_MAX_CROSSINGS = 4  # per level (+M and -M) and slice
+_MAX_BUMPS = 3
+_INNER_NODES = 4
+_CELL = 0.5
+_CHUNK = 120
+_LEVEL = math.asinh(1.0)
+_LOG2 = math.log(2.0)
+
+
+def _squash(log_abs, sign):
+    """sign * asinh(exp(log_abs)): the signed sensitivity over M, compressed like a log.
+
+    Crossings of +-asinh(1) are crossings of d = +-M. Unlike log|d| it is smooth through
+    d = 0, where the region has a gap (|d| < M) that can be far narrower than a grid cell.
+    Not computable (NaN) counts as 0, i.e. outside.
+    """
+    t = jnp.minimum(log_abs, 30.0)
+    mag = jnp.where(log_abs > 30.0, log_abs + _LOG2, jnp.arcsinh(jnp.exp(t)))
+    ok = jnp.isfinite(log_abs) & ~jnp.isnan(sign)
+    return jnp.where(ok, jnp.where(sign < 0, -mag, mag), 0.0)
+
+
+@partial(jax.jit, static_argnums=(0, 7, 8))
+def _slices(model, scores, target, coord_a, coord_b, vary, d, wrt: int, n_cells: int, a_range):
+    """For each d: int over {a : |d_wrt(a, d)| > M} of |det J| da, and the crossings count.
+
+    chi = sign(d_wrt) asinh(|d_wrt| / M) is sampled at the edges of ``n_cells`` cells along a;
+    the region is |chi| > asinh(1). Each cell edge pair where chi - L changes sign
+    (L = +-asinh(1)) holds a crossing, refined by :func:`prefjax._kquad.bracketed_root`.
+    |det J| is integrated by 4-point Gauss-Legendre over every cell, or over the inside pieces
+    of a cell with crossings. A region (or gap) narrower than a cell, near a fold of its
+    boundary, leaves no sign change at the edges: every sampled local extremum of chi short of
+    a level is refined by parabolic interpolation over its two cells, and where the extremum
+    crosses the level, the interval between the two roots around it is added (or removed).
+    """
+    a_lo, a_hi, log_m = a_range[0], a_range[1], a_range[2]
+    edges = jnp.linspace(a_lo, a_hi, n_cells + 1)
+    xi, wi = (jnp.asarray(t) for t in kq.gauss_legendre(_INNER_NODES))
+    big = jnp.inf
+
+    def chi(a, dd):
+        val, jac = implied_parts(
+            model, scores, target, coord_a, coord_b, vary, _ad_to_scores(a, dd)
+        )
+        out = implied_from_parts(val, jac)
+        return _squash(out[5 + wrt] - log_m, jnp.sign(out[3 + wrt]))
+
+    def density(a, dd):
+        """|det J| = p_A p_B |det L| (only the two coordinates' log-probabilities needed)."""
+
+        def logs(s12):
+            s = _with_scores(scores, vary, s12)
+            out = jnp.stack([model.log_prob(s[coord_a]), model.log_prob(s[coord_b])])
+            return out, out
+
+        jac, val = jax.jacfwd(logs, has_aux=True)(_ad_to_scores(a, dd))
+        det_l = jac[0, 0] * jac[1, 1] - jac[0, 1] * jac[1, 0]
+        return jnp.exp(val[0] + val[1]) * jnp.abs(det_l)
+
+    def gl(lo, hi, weight, dd):
+        """sum_i weight_i int_{lo_i}^{hi_i} |det J| da (4-point Gauss-Legendre; weight 0 skips)."""
+        half = jnp.where(weight != 0, 0.5 * (hi - lo), 0.0)
+        pts = 0.5 * (hi + lo)[..., None] + half[..., None] * xi
+        dens = jax.vmap(density, (0, None))(pts.reshape(-1), dd).reshape(pts.shape)
+        return weight * half * (jnp.where(weight[..., None] != 0, dens, 0.0) @ wi)
+
+    def one(dd):
+        chi_d = jax.vmap(chi, (0, None))
+        x = chi_d(edges, dd)
+        levels = (_LEVEL, -_LEVEL)
+
+        # 1. Level crossings between sampled edges, per level.
+        br_lo, br_hi, br_flo, br_fhi, br_lev, br_used, cell_of = [], [], [], [], [], [], []
+        count = 0
+        for lev in levels:
+            above = x > lev
+            change = above[:-1] != above[1:]
+            count = jnp.maximum(count, jnp.sum(change))
+            (idx,) = jnp.nonzero(change, size=_MAX_CROSSINGS, fill_value=n_cells)
+            safe = jnp.minimum(idx, n_cells - 1)
+            br_lo.append(edges[safe])
+            br_hi.append(edges[safe + 1])
+            br_flo.append(x[safe] - lev)
+            br_fhi.append(x[safe + 1] - lev)
+            br_lev.append(jnp.full((_MAX_CROSSINGS,), lev))
+            br_used.append(idx < n_cells)
+            cell_of.append(idx)
+
+        # 2. Narrow bumps and gaps: sampled extrema short of the nearest level beyond them.
+        mid, left, right = x[1:-1], x[:-2], x[2:]
+        is_max = (mid >= left) & (mid >= right)
+        is_min = (mid <= left) & (mid <= right) & ~is_max
+        lev_max = jnp.where(mid < -_LEVEL, -_LEVEL, jnp.where(mid < _LEVEL, _LEVEL, jnp.nan))
+        lev_min = jnp.where(mid > _LEVEL, _LEVEL, jnp.where(mid > -_LEVEL, -_LEVEL, jnp.nan))
+        lev_c = jnp.where(is_max, lev_max, lev_min)
+        short = jnp.where(is_max, lev_max - mid, mid - lev_min)
+        short = jnp.where((is_max | is_min) & jnp.isfinite(short), short, big)
+        _, cand = jax.lax.top_k(-short, _MAX_BUMPS)  # the extrema nearest to a level
+        lev_b = jnp.where(jnp.isfinite(short[cand]), lev_c[cand], 0.0)
+        sgn = jnp.where(is_max[cand], 1.0, -1.0)  # maximise sgn * (chi - level)
+        b_lo, b_mid, b_hi = edges[cand], edges[cand + 1], edges[cand + 2]
+        x_star, g_star = kq.parabolic_max(
+            lambda a: sgn * (chi_d(a, dd) - lev_b),
+            b_lo,
+            b_mid,
+            b_hi,
+            sgn * (x[cand] - lev_b),
+            sgn * (x[cand + 1] - lev_b),
+            sgn * (x[cand + 2] - lev_b),
+        )
+        crosses = jnp.isfinite(short[cand]) & (g_star > 0)
+        g_star = jnp.where(crosses, g_star, 1.0)
+        # A bump of chi above +L or below -L is region (add); the other kinds are gaps.
+        bump_weight = jnp.where(crosses, jnp.where(sgn * lev_b > 0, 1.0, -1.0), 0.0)
+        br_lo += [b_lo, x_star]
+        br_hi += [x_star, b_hi]
+        br_flo += [x[cand] - lev_b, sgn * g_star]
+        br_fhi += [sgn * g_star, x[cand + 2] - lev_b]
+        br_lev += [lev_b, lev_b]
+        br_used += [crosses, crosses]
+
+        # 3. All roots in one solve; an unused bracket is empty (lo = hi) and skipped.
+        lo, hi = jnp.concatenate(br_lo), jnp.concatenate(br_hi)
+        lev_all, used = jnp.concatenate(br_lev), jnp.concatenate(br_used)
+        hi = jnp.where(used, hi, lo)
+        roots = kq.bracketed_root(
+            lambda a: chi_d(a, dd) - lev_all,
+            lo,
+            hi,
+            jnp.concatenate(br_flo),
+            jnp.concatenate(br_fhi),
+        )
+        n_c = _MAX_CROSSINGS
+        t_plus = jnp.full((n_cells,), jnp.nan).at[cell_of[0]].set(roots[:n_c], mode="drop")
+        t_minus = (
+            jnp.full((n_cells,), jnp.nan).at[cell_of[1]].set(roots[n_c : 2 * n_c], mode="drop")
+        )
+        r1 = roots[2 * n_c : 2 * n_c + _MAX_BUMPS]
+        r2 = roots[2 * n_c + _MAX_BUMPS :]
+
+        # 4. Whole cells without crossings, by the state at their left edge.
+        plain = jnp.isnan(t_plus) & jnp.isnan(t_minus)
+        inside_left = jnp.abs(x[:-1]) > _LEVEL
+        whole = gl(edges[:-1], edges[1:], (plain & inside_left).astype(x.dtype), dd)
+
+        # 5. Cells with crossings: up to three pieces, the state toggled at each crossing.
+        (cc,) = jnp.nonzero(~plain, size=2 * n_c, fill_value=n_cells)
+        ok = cc < n_cells
+        cs = jnp.minimum(cc, n_cells - 1)
+        c_lo, c_hi = edges[cs], edges[cs + 1]
+        tp = jnp.where(jnp.isnan(t_plus[cs]), c_hi, t_plus[cs])
+        tm = jnp.where(jnp.isnan(t_minus[cs]), c_hi, t_minus[cs])
+        up0, down0 = x[cs] > _LEVEL, x[cs] < -_LEVEL  # in {chi > L}, in {chi < -L}
+        first_plus = tp <= tm
+        p1, p2 = jnp.minimum(tp, tm), jnp.maximum(tp, tm)
+        up1 = jnp.where(first_plus & ~jnp.isnan(t_plus[cs]), ~up0, up0)
+        down1 = jnp.where(~first_plus & ~jnp.isnan(t_minus[cs]), ~down0, down0)
+        up2 = jnp.where(~jnp.isnan(t_plus[cs]), ~up0, up0)
+        down2 = jnp.where(~jnp.isnan(t_minus[cs]), ~down0, down0)
+        piece_lo = jnp.stack([c_lo, p1, p2], -1)
+        piece_hi = jnp.stack([p1, p2, c_hi], -1)
+        piece_in = jnp.stack([up0 | down0, up1 | down1, up2 | down2], -1) & ok[:, None]
+        pieces = gl(piece_lo, piece_hi, piece_in.astype(x.dtype), dd)
+
+        # 6. Narrow bumps (+) and gaps (-).
+        narrow = gl(r1, r2, bump_weight, dd)
+        total = jnp.sum(whole) + jnp.sum(pieces) + jnp.sum(narrow)
+        return total, jnp.maximum(count, jnp.sum(~plain))
+
+    return jax.vmap(one)(d)
+
+
+def implied_area(
+    model: KModel, scores, target, coord_a, coord_b, vary, M: float, wrt: int, rtol: float
+):
+    """Area of {(p_A, p_B) in the image : |dp_target/dp_wrt| > M} (host-side driver).
+
+    A = int int 1[|d_wrt| > M] |det J(s)| ds over the plane of the two varied scores, written in
+    the rotated coordinates (a, d) = ((s_0 + s_1)/2, s_0 - s_1) (Jacobian 1): the inner integral
+    over a by :func:`_slices`, the outer one over d by adaptive Gauss-Kronrod. The integration
+    box reaches ``model.noise.tail`` past the fixed scores, where the probabilities (and so the
+    area left out) are below e^-40. Returns (value, error, n_evals, max crossings per slice).
+    """
+    fixed = np.delete(np.asarray(scores), np.asarray(vary))
+    tail = model.noise.tail
+    if fixed.size:
+        a_lo, a_hi = float(fixed.min()) - tail, float(fixed.max()) + tail
+    else:
+        a_lo, a_hi = -tail, tail
+    # Cells of at most _CELL in a; their number rounded up to a multiple of 16, and the d
+    # points sent in chunks of _CHUNK, so that few shapes (and compilations) occur.
+    n_cells = 16 * int(math.ceil((a_hi - a_lo) / _CELL / 16))
+    a_range = jnp.asarray([a_lo, a_hi, math.log(M)])
+    max_count = 0
+
+    def f(d):
+        nonlocal max_count
+        out = []
+        for start in range(0, d.size, _CHUNK):
+            part = d[start : start + _CHUNK]
+            padded = np.pad(part, (0, _CHUNK - part.size))
+            vals, counts = _slices(
+                model,
+                scores,
+                target,
+                coord_a,
+                coord_b,
+                vary,
+                jnp.asarray(padded),
+                wrt,
+                n_cells,
+                a_range,
+            )
+            max_count = max(max_count, int(jnp.max(counts[: part.size])))
+            out.append(np.asarray(vals)[: part.size])
+        return np.concatenate(out)
+
+    # Scores enter only through differences, so the d-range is centred on 0.
+    value, error, n = kq.adaptive_gk(
+        f, np.linspace(-tail, tail, 9), rtol=rtol, atol=1e-300, what="score-view area"
+    )
+    per_slice = (n_cells + 1) * (1 + _INNER_NODES) + (2 * _MAX_CROSSINGS + 2 * _MAX_BUMPS) * 12
+    return value, error, n * per_slice, max_count

@@ -1,0 +1,983 @@
+"""The K-tuple Plackett-Luce model (Section 2.4): Eqs. (6)-(12), Proposition 2, Section 3.2,
+and the random-utility family of K-tuple models with a score-based view of sensitivity.
+
+Conventions: options and positions are 0-based. ``omega`` is a tuple of K distinct option
+indices into a score vector of N options (2 <= K <= N); positions ``u < v`` index ``omega``
+(the paper's u and v are ``u + 1`` and ``v + 1``). A ranking's probability is that of the
+ranking *among the K options shown*, as in Eq. (6): options outside ``omega`` play no part.
+
+Notes on the paper (each checked by a test in ``tests/prefjax/test_plackett_luce*.py``):
+
+* Lemma 5 lets omega'_uv be *any* (K-2)-permutation of O \\ {o_u, o_v}. The ratio
+  p_omega_vu / p_omega_uv (Eq. (8)) does not depend on that choice, but p_omega_uv and
+  p_omega_vu themselves do: another choice multiplies both by a common factor c, and the
+  paper's sensitivity Eq. (9), homogeneous of degree -1, by 1/c. Which M-sensitive region a
+  given score vector lies in therefore depends on the choice; the areas (Proposition 2) do
+  not. We use omega's other options in their order by default (``rest=`` picks another).
+* Eq. (10) gives alpha = 1 exactly (an empty sum), not alpha > 1, for the last pair
+  (u, v) = (K-2, K-1); and beta = 1 for K = 2 (an empty product).
+* Appendix B.2, Eq. (B6), ends with beta^2 / (6 alpha M): the antiderivative lost the M in
+  (beta - 4 alpha M p) and a factor 1/M. The integral of 2 gamma_2 is beta^2 / (6 alpha M^2),
+  as Proposition 2 states (the numeric area agrees to 1e-12; B6's value is M times too big).
+* Section 3.2 calls beta "a product of K constants"; it has K - 2 factors (l != u, l < K-1),
+  and appending an option changes every earlier factor, not only the count. Every factor
+  shrinks, so beta still decreases and alpha increases with K: the conclusion holds for fixed
+  scores (see :func:`robustness_vs_k`).
+* At K = 2 the paper's view (alpha = beta = 1) gives 1 / (6 M^2), about half of
+  Proposition 1's area (~ 1 / (3 M^2)): Theorem 2 compares regions in different coordinates,
+  and its inequality holds for K = 2 as well. In the score-based view with Lemma 1's
+  coordinates, K = 2 reproduces Eq. (4) and Proposition 1 (see :func:`implied_area`).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _kmodels as km
+from . import _kquad as kq
+from . import _validate as vd
+from ._regions import AreaEstimate
+
+Array = jax.Array
+
+__all__ = [
+    "AlphaBeta",
+    "KSensitivity",
+    "RegionBounds",
+    "RobustnessVsK",
+    "ScoreView",
+    "alpha_beta",
+    "compose",
+    "d_uv",
+    "d_vu",
+    "implied_area",
+    "implied_sensitivity",
+    "log_prob",
+    "numeric_region_area",
+    "prob",
+    "prob_from_ratios",
+    "random_utility_log_prob",
+    "random_utility_prob",
+    "ratio",
+    "ratios",
+    "region_area",
+    "region_bounds",
+    "reorder",
+    "robustness_vs_k",
+    "score_view_area",
+    "score_view_sensitivity",
+    "sensitivity",
+]
+
+WRT = ("uv", "vu")
+
+
+# --- argument checks -----------------------------------------------------------------------
+
+
+def _as_index(name: str, x) -> int:
+    if isinstance(x, jax.core.Tracer):
+        raise TypeError(
+            f"{name} must be a concrete int (it fixes the program's shape); got a tracer"
+        )
+    if isinstance(x, bool | np.bool_):
+        raise TypeError(f"{name} must be an int; got {x!r}")
+    try:
+        return operator.index(x)
+    except TypeError:
+        if isinstance(x, np.ndarray | jax.Array) and np.ndim(x) == 0:
+            host = np.asarray(x)
+            if np.issubdtype(host.dtype, np.integer):
+                return int(host)
+        raise TypeError(f"{name} must be an int; got {x!r}") from None
+
+
+def _check_ranking(name: str, omega, n: int | None = None, min_k: int = 2) -> tuple[int, ...]:
+    """A tuple of distinct ints in [0, n); K >= min_k."""
+    if isinstance(omega, jax.core.Tracer):
+        raise TypeError(
+            f"{name} must be a concrete sequence of option indices (it is static under jit); "
+            "got a tracer"
+        )
+    if isinstance(omega, np.ndarray | jax.Array):
+        if np.ndim(omega) != 1:
+            raise ValueError(f"{name} must be one-dimensional; got shape {np.shape(omega)}")
+        omega = np.asarray(omega).tolist()
+    try:
+        items = list(omega)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of option indices; got {omega!r}") from None
+    out = tuple(_as_index(f"{name}[{i}]", o) for i, o in enumerate(items))
+    if len(out) < min_k:
+        raise ValueError(f"{name} must rank at least {min_k} options; got K = {len(out)}: {out}")
+    seen: dict[int, int] = {}
+    for i, o in enumerate(out):
+        if o < 0 or (n is not None and o >= n):
+            where = f"0 <= index < {n}" if n is not None else "index >= 0"
+            raise ValueError(f"{name}[{i}] = {o} is out of range ({where} for N = {n} options)")
+        if o in seen:
+            raise ValueError(
+                f"{name} repeats option {o} (positions {seen[o]} and {i}); a ranking lists "
+                "distinct options"
+            )
+        seen[o] = i
+    return out
+
+
+def _check_scores(scores, min_n: int = 2) -> Array:
+    scores = vd.as_float_array("scores", scores)
+    if scores.ndim < 1:
+        raise ValueError("scores must be an array (..., N) of option scores; got a scalar")
+    if scores.shape[-1] < min_n:
+        raise ValueError(f"scores must have at least {min_n} options; got N = {scores.shape[-1]}")
+    vd.check_finite(scores=scores)
+    return scores
+
+
+def _check_positions(u, v_, k: int) -> tuple[int, int]:
+    u, v_ = _as_index("u", u), _as_index("v", v_)
+    if not u < v_:
+        raise ValueError(f"positions must satisfy u < v; got u = {u}, v = {v_}")
+    if u < 0 or v_ >= k:
+        raise ValueError(f"positions must satisfy 0 <= u < v < K = {k}; got u = {u}, v = {v_}")
+    return u, v_
+
+
+def _prepare(scores, omega, min_k: int = 2):
+    scores = _check_scores(scores)
+    omega = _check_ranking("omega", omega, scores.shape[-1], min_k)
+    return scores, omega
+
+
+# --- Eq. (6): probabilities -------------------------------------------------------------
+
+
+def log_prob(scores, omega) -> Array:
+    """log p_omega of the K-tuple Plackett-Luce model (Eq. (6)), stable in log space.
+
+    p_omega = prod_{l=1}^{K-1} exp(s_omega_l) / sum_{m=l}^{K} exp(s_omega_m)
+            = prod_l 1 / (1 + sum_{m>l} exp(-(s_omega_l - s_omega_m))).
+
+    Computed as -sum_l softplus(logsumexp_{m>l} s_omega_m - s_omega_l): no exp overflows, and
+    a factor near 1 keeps its relative precision. K = 2 is Bradley-Terry, g(s_i - s_j).
+
+    Args:
+        scores: (..., N) finite scores; leading axes batch (works under ``jax.vmap``/``jit``).
+        omega: K distinct option indices (0-based), 2 <= K <= N, a concrete tuple.
+
+    Returns:
+        log p_omega with shape ``scores.shape[:-1]``.
+
+    Raises:
+        ValueError: omega with a repeated or out-of-range index, K < 2; scores not finite.
+
+    Example:
+        >>> import math
+        >>> from prefjax import plackett_luce as pl
+        >>> lp = pl.log_prob([1.0, 0.0, -1.0], (0, 1, 2))
+        >>> want = math.log(math.e / (math.e + 1 + math.exp(-1)) * 1 / (1 + math.exp(-1)))
+        >>> abs(float(lp) - want) < 1e-15
+        True
+    """
+    scores, omega = _prepare(scores, omega)
+    return km.pl_log_prob(scores[..., jnp.asarray(omega)])
+
+
+def prob(scores, omega) -> Array:
+    """p_omega of the K-tuple Plackett-Luce model (Eq. (6)); ``exp`` of :func:`log_prob`.
+
+    Example:
+        >>> from prefjax import plackett_luce as pl
+        >>> round(float(pl.prob([0.0, 0.0, 0.0], (2, 0, 1))), 12)   # 1/3 * 1/2
+        0.166666666667
+    """
+    return jnp.exp(log_prob(scores, omega))
+
+
+# --- Lemma 5: reorderings, ratios, Eq. (7) ----------------------------------------------
+
+
+def reorder(omega, u, v, rest=None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Lemma 5's K-permutations omega_uv = (omega'_uv; o_u, o_v) and omega_vu = (omega'_uv; o_v, o_u).
+
+    Args:
+        omega: the ranking, K >= 2 distinct option indices.
+        u, v: positions in omega, 0 <= u < v < K.
+        rest: omega'_uv, any K - 2 distinct options other than omega[u], omega[v] (they may lie
+            outside omega when N > K). Default: omega's other options in their order.
+
+    Returns:
+        (omega_uv, omega_vu), tuples of option indices.
+
+    Example:
+        >>> from prefjax import plackett_luce as pl
+        >>> pl.reorder((4, 2, 7, 1), 1, 3)
+        ((4, 7, 2, 1), (4, 7, 1, 2))
+    """
+    omega = _check_ranking("omega", omega)
+    u, v_ = _check_positions(u, v, len(omega))
+    a, b = omega[u], omega[v_]
+    if rest is None:
+        rest = tuple(o for i, o in enumerate(omega) if i not in (u, v_))
+    else:
+        rest = _check_ranking("rest", rest, min_k=0)
+        if len(rest) != len(omega) - 2:
+            raise ValueError(
+                f"rest must list K - 2 = {len(omega) - 2} options; got {len(rest)}: {rest}"
+            )
+        if a in rest or b in rest:
+            raise ValueError(f"rest must not contain omega[u] = {a} or omega[v] = {b}; got {rest}")
+    return rest + (a, b), rest + (b, a)
+
+
+def ratio(scores, omega, u, v) -> Array:
+    """p_omega_vu / p_omega_uv = exp(-(s_omega_u - s_omega_v)) (Lemma 5, Eq. (8)).
+
+    The same for every choice of omega'_uv: the two rankings share their first K - 2 factors.
+
+    Example:
+        >>> import math
+        >>> from prefjax import plackett_luce as pl
+        >>> abs(float(pl.ratio([2.0, 0.5, 1.0], (0, 1, 2), 0, 2)) - math.exp(-1.0)) < 1e-15
+        True
+    """
+    scores, omega = _prepare(scores, omega)
+    u, v_ = _check_positions(u, v, len(omega))
+    return jnp.exp(scores[..., omega[v_]] - scores[..., omega[u]])
+
+
+def ratios(scores, omega) -> Array:
+    """All ratios of Eq. (7): r[..., l, m] = p_omega_ml / p_omega_lm = exp(s_omega_m - s_omega_l).
+
+    Returns:
+        (..., K, K); Eq. (7) uses the entries above the diagonal.
+
+    Example:
+        >>> from prefjax import plackett_luce as pl
+        >>> pl.ratios([0.0, 0.0], (0, 1)).tolist()
+        [[1.0, 1.0], [1.0, 1.0]]
+    """
+    scores, omega = _prepare(scores, omega)
+    s = scores[..., jnp.asarray(omega)]
+    return jnp.exp(s[..., None, :] - s[..., :, None])
+
+
+def prob_from_ratios(r) -> Array:
+    """Eq. (7): p_omega = prod_{l<K} 1 / (1 + sum_{m>l} r[l, m]), r[l, m] = p_omega_ml / p_omega_lm.
+
+    Args:
+        r: (..., K, K) positive ratios (entries on and below the diagonal are ignored).
+
+    Returns:
+        p_omega, shape ``r.shape[:-2]``.
+
+    Example:
+        >>> from prefjax import plackett_luce as pl
+        >>> round(float(pl.prob_from_ratios(pl.ratios([0.3, -1.0, 2.0], (2, 0, 1)))), 12) == round(
+        ...     float(pl.prob([0.3, -1.0, 2.0], (2, 0, 1))), 12)
+        True
+    """
+    r = vd.as_float_array("r", r)
+    if r.ndim < 2 or r.shape[-1] != r.shape[-2] or r.shape[-1] < 2:
+        raise ValueError(f"r must have shape (..., K, K) with K >= 2; got {r.shape}")
+    k = r.shape[-1]
+    upper = np.triu(np.ones((k, k), bool), 1)
+    sums = jnp.sum(jnp.where(upper, r, 0.0), axis=-1)[..., :-1]
+    return jnp.exp(-jnp.sum(jnp.log1p(sums), axis=-1))  # log1p: sums may be tiny
+
+
+# --- Eqs. (9)-(10): alpha, beta and the sensitivities -------------------------------------
+
+
+class AlphaBeta(NamedTuple):
+    """Eq. (10) for a pair of positions u < v of omega.
+
+    Attributes:
+        alpha: 1 + sum_{t>u, t!=v} p_omega_tu / p_omega_ut (>= 1; = 1 for (u, v) = (K-2, K-1)).
+        beta: prod_{l!=u, l<K-1} 1 / (1 + sum_{m>l} p_omega_ml / p_omega_lm) (in (0, 1]).
+    """
+
+    alpha: Array
+    beta: Array
+
+
+def _alpha_beta(s, u: int, v_: int) -> AlphaBeta:
+    """Eq. (10) from scores in ranking order s (..., K), in log space for beta."""
+    k = s.shape[-1]
+    others = [t for t in range(u + 1, k) if t != v_]
+    if others:
+        alpha = 1.0 + jnp.sum(jnp.exp(s[..., others] - s[..., u : u + 1]), axis=-1)
+    else:
+        alpha = jnp.ones(s.shape[:-1], s.dtype)
+    later = np.arange(k)[None, :] > np.arange(k - 1)[:, None]
+    lse = jax.nn.logsumexp(jnp.where(later, s[..., None, :], -jnp.inf), axis=-1)
+    log_factors = -jax.nn.softplus(lse - s[..., :-1])  # log of each factor of Eq. (6)
+    keep = np.arange(k - 1) != u
+    return AlphaBeta(alpha, jnp.exp(jnp.sum(jnp.where(keep, log_factors, 0.0), axis=-1)))
+
+
+def alpha_beta(scores, omega, u, v) -> AlphaBeta:
+    """alpha and beta of Eq. (10), such that p_omega = beta / (alpha + p_omega_vu / p_omega_uv).
+
+    Args:
+        scores: (..., N) finite scores.
+        omega: the ranking (K >= 2 option indices).
+        u, v: positions, 0 <= u < v < K.
+
+    Returns:
+        ``AlphaBeta(alpha, beta)``, each with shape ``scores.shape[:-1]``.
+
+    Example:
+        >>> from prefjax import plackett_luce as pl
+        >>> ab = pl.alpha_beta([0.0, 0.0, 0.0, 0.0], (0, 1, 2, 3), 0, 1)  # equal scores
+        >>> float(ab.alpha), round(float(ab.beta), 12)                  # 1 + 2, 1/3 * 1/2
+        (3.0, 0.166666666667)
+    """
+    scores, omega = _prepare(scores, omega)
+    u, v_ = _check_positions(u, v, len(omega))
+    return _alpha_beta(scores[..., jnp.asarray(omega)], u, v_)
+
+
+def compose(p_uv, p_vu, alpha, beta) -> Array:
+    """Eq. (7) with the other ratios folded into alpha and beta: p_omega = beta p_uv / (alpha p_uv + p_vu).
+
+    The paper's view: p_omega as a function of (p_omega_uv, p_omega_vu) with alpha and beta
+    held fixed. Elementwise; arrays broadcast.
+
+    Example:
+        >>> from prefjax import plackett_luce as pl
+        >>> float(pl.compose(0.25, 0.25, 1.0, 1.0))   # K = 2: p_uv / (p_uv + p_vu)
+        0.5
+    """
+    x, y = jnp.asarray(p_uv), jnp.asarray(p_vu)
+    return beta * x / (alpha * x + y)
+
+
+def d_uv(p_uv, p_vu, alpha, beta) -> Array:
+    """Eq. (9): dp_omega / dp_omega_uv = beta p_vu / (alpha p_uv + p_vu)^2 (> 0).
+
+    Example:
+        >>> from prefjax import plackett_luce as pl
+        >>> round(float(pl.d_uv(0.01, 0.02, 1.0, 1.0)), 10)   # 0.02 / 0.03^2
+        22.2222222222
+    """
+    x, y = jnp.asarray(p_uv), jnp.asarray(p_vu)
+    den = alpha * x + y
+    return beta * y / (den * den)
+
+
+def d_vu(p_uv, p_vu, alpha, beta) -> Array:
+    """Eq. (9): dp_omega / dp_omega_vu = -beta p_uv / (alpha p_uv + p_vu)^2 (< 0).
+
+    Example:
+        >>> from prefjax import plackett_luce as pl
+        >>> round(float(pl.d_vu(0.01, 0.02, 1.0, 1.0)), 10)   # -0.01 / 0.03^2
+        -11.1111111111
+    """
+    x, y = jnp.asarray(p_uv), jnp.asarray(p_vu)
+    den = alpha * x + y
+    return -beta * x / (den * den)
+
+
+class KSensitivity(NamedTuple):
+    """p_omega and its partial derivatives in the paper's view (Eq. (9)).
+
+    Attributes:
+        p: p_omega.
+        p_uv, p_vu: p_omega_uv and p_omega_vu (Lemma 5's rankings, for the chosen omega'_uv).
+        d_uv: dp_omega / dp_omega_uv with p_omega_vu and the other ratios held fixed.
+        d_vu: dp_omega / dp_omega_vu likewise.
+    """
+
+    p: Array
+    p_uv: Array
+    p_vu: Array
+    d_uv: Array
+    d_vu: Array
+
+
+METHODS = ("closed_form", "autodiff")
+
+
+def sensitivity(scores, omega, u, v, method: str = "closed_form", rest=None) -> KSensitivity:
+    """dp_omega/dp_omega_uv and dp_omega/dp_omega_vu at given scores (Eq. (9), Lemma 5).
+
+    ``method="closed_form"``: Eq. (9) with alpha and beta from Eq. (10).
+    ``method="autodiff"``: Eq. (7) as a function of the probabilities p_omega_lm, p_omega_ml of
+    every pair l < m (each from Eq. (6) for Lemma 5's reorderings), differentiated by
+    ``jax.grad`` with respect to p_omega_uv and p_omega_vu. The two agree to rounding.
+
+    Args:
+        scores: (..., N) finite scores.
+        omega: the ranking, K >= 2 options; u, v: positions 0 <= u < v < K.
+        method: "closed_form" or "autodiff".
+        rest: omega'_uv for the pair (u, v) (see :func:`reorder`); scales p_uv, p_vu by a common
+            factor and d_uv, d_vu by its inverse.
+
+    Returns:
+        ``KSensitivity(p, p_uv, p_vu, d_uv, d_vu)``.
+
+    Example:
+        >>> from prefjax import plackett_luce as pl
+        >>> s = [1.0, 0.2, -0.5, 0.3]
+        >>> a = pl.sensitivity(s, (0, 1, 2, 3), 1, 2)
+        >>> b = pl.sensitivity(s, (0, 1, 2, 3), 1, 2, method="autodiff")
+        >>> bool(abs(a.d_uv - b.d_uv) < 1e-12 * abs(a.d_uv))
+        True
+    """
+    scores, omega = _prepare(scores, omega)
+    u, v_ = _check_positions(u, v, len(omega))
+    vd.check_choice("method", method, METHODS)
+    om_uv, om_vu = reorder(omega, u, v_, rest)
+    if rest is not None:
+        _check_ranking("rest", om_uv, scores.shape[-1])
+    lx = km.pl_log_prob(scores[..., jnp.asarray(om_uv)])
+    ly = km.pl_log_prob(scores[..., jnp.asarray(om_vu)])
+    p = jnp.exp(km.pl_log_prob(scores[..., jnp.asarray(omega)]))
+    x, y = jnp.exp(lx), jnp.exp(ly)
+    if method == "closed_form":
+        ab = _alpha_beta(scores[..., jnp.asarray(omega)], u, v_)
+        return KSensitivity(p, x, y, d_uv(x, y, ab.alpha, ab.beta), d_vu(x, y, ab.alpha, ab.beta))
+    k = len(omega)
+    pair_probs = {}
+    for l_ in range(k):
+        for m in range(l_ + 1, k):
+            if (l_, m) != (u, v_):
+                a, b = reorder(omega, l_, m)
+                pair_probs[l_, m] = (
+                    jnp.exp(km.pl_log_prob(scores[..., jnp.asarray(a)])).reshape(-1),
+                    jnp.exp(km.pl_log_prob(scores[..., jnp.asarray(b)])).reshape(-1),
+                )
+
+    def eq7(xy, probs):
+        # Eq. (7), each ratio p_omega_ml / p_omega_lm formed from the two probabilities, with
+        # the pair (u, v) replaced by the free variables (x, y) = (p_omega_uv, p_omega_vu).
+        out = 1.0
+        for l_ in range(k - 1):
+            row = 1.0
+            for m in range(l_ + 1, k):
+                p_lm, p_ml = (xy[0], xy[1]) if (l_, m) == (u, v_) else probs[l_, m]
+                row = row + p_ml / p_lm
+            out = out / row
+        return out
+
+    xy = jnp.stack([x.reshape(-1), y.reshape(-1)], -1)
+    grad = jax.vmap(jax.grad(eq7))(xy, pair_probs)
+    return KSensitivity(p, x, y, grad[:, 0].reshape(x.shape), grad[:, 1].reshape(x.shape))
+
+
+# --- Eqs. (11)-(12) and Proposition 2 -------------------------------------------------------
+
+
+class RegionBounds(NamedTuple):
+    """Omega_M sliced at one value of its outer variable (Eqs. (11)-(12)).
+
+    wrt="uv": 0 < p_uv < limit and low < p_vu < high; wrt="vu": 0 < p_vu < limit and
+    low < p_uv < high. Outside the slice range low and high are NaN.
+
+    Attributes:
+        low, high: the inner variable's open interval at ``at``.
+        limit: beta / (4 alpha M), the end of the outer variable's range.
+    """
+
+    low: Array
+    high: Array
+    limit: Array
+
+
+def _check_m(M) -> float:
+    return vd.check_positive_number("M", M)
+
+
+def _check_ab(alpha, beta):
+    alpha = vd.as_float_array("alpha", alpha)
+    beta = vd.as_float_array("beta", beta)
+    for name, val in (("alpha", alpha), ("beta", beta)):
+        if not vd.is_traced(val):
+            host = np.asarray(val)
+            bad = ~(host > 0) | ~np.isfinite(host)
+            if np.any(bad):
+                raise ValueError(f"{name} must be finite and > 0; got {host[bad].ravel()[0]!r}")
+    return alpha, beta
+
+
+def region_bounds(M, alpha, beta, wrt: str = "uv", *, at) -> RegionBounds:
+    """Eq. (11) (wrt="uv") or Eq. (12) (wrt="vu"): where |Eq. (9)| > M.
+
+    wrt="uv": 0 < p_uv < beta / (4 alpha M) and gamma_1 - gamma_2 < p_vu < gamma_1 + gamma_2,
+        gamma_1 = (beta - 2 alpha M p_uv) / (2M), gamma_2 = sqrt(beta (beta - 4 alpha M p_uv)) / (2M).
+    wrt="vu": 0 < p_vu < beta / (4 alpha M) and eta_1 - eta_2 < p_uv < eta_1 + eta_2, with
+        eta_i = gamma_i / alpha^2 evaluated at p_vu.
+
+    The lower end is computed as gamma_1^2 - gamma_2^2 = alpha^2 p^2 over gamma_1 + gamma_2
+    (eta: (p / alpha)^2 over eta_1 + eta_2), the same number without the cancellation of the
+    difference. The region lies inside the unit square when M >= beta (so for all M > 1).
+
+    Args:
+        M: the threshold, > 0.
+        alpha, beta: Eq. (10) (arrays broadcast).
+        wrt: "uv" or "vu".
+        at: the outer variable (p_uv for wrt="uv", p_vu for wrt="vu").
+
+    Returns:
+        ``RegionBounds(low, high, limit)``.
+
+    Example:
+        >>> from prefjax import plackett_luce as pl
+        >>> b = pl.region_bounds(2.0, 1.0, 1.0, at=0.0625)   # K = 2 values, p_uv = limit / 2
+        >>> round(float(b.low), 6), round(float(b.high), 6), float(b.limit)  # 3/16 -+ sqrt(2)/8
+        (0.010723, 0.364277, 0.125)
+    """
+    M = _check_m(M)
+    alpha, beta = _check_ab(alpha, beta)
+    vd.check_choice("wrt", wrt, WRT)
+    p = vd.as_float_array("at", at)
+    limit = beta / (4.0 * alpha * M)
+    inside = (p > 0) & (p < limit)
+    disc = jnp.sqrt(jnp.maximum(beta * (beta - 4.0 * alpha * M * p), 0.0))
+    scale = 2.0 * M if wrt == "uv" else 2.0 * alpha * alpha * M
+    c1 = (beta - 2.0 * alpha * M * p) / scale
+    c2 = disc / scale
+    sq = (alpha * p) ** 2 if wrt == "uv" else (p / alpha) ** 2
+    low = sq / jnp.where(inside, c1 + c2, 1.0)
+    high = c1 + c2
+    return RegionBounds(jnp.where(inside, low, jnp.nan), jnp.where(inside, high, jnp.nan), limit)
+
+
+def region_area(M, alpha, beta, wrt: str = "uv") -> Array:
+    """Proposition 2: A(Omega_M(p_omega, p_omega_uv)) = beta^2 / (6 alpha M^2); wrt="vu":
+    beta^2 / (6 alpha^3 M^2).
+
+    The area of the region of Eqs. (11)-(12) (int_0^{beta/(4 alpha M)} 2 gamma_2 dp_uv);
+    Appendix B.2's last line, beta^2 / (6 alpha M), drops a factor 1/M (see the module notes).
+    It is the area inside the unit square when M >= beta; :func:`numeric_region_area` clips.
+
+    Example:
+        >>> from prefjax import plackett_luce as pl
+        >>> float(pl.region_area(2.0, 1.0, 1.0))   # 1 / 24
+        0.041666666666666664
+    """
+    M = _check_m(M)
+    alpha, beta = _check_ab(alpha, beta)
+    vd.check_choice("wrt", wrt, WRT)
+    power = 1 if wrt == "uv" else 3
+    return beta * beta / (6.0 * alpha**power * M * M)
+
+
+@partial(jax.jit, static_argnums=3)
+def _ray_radius(w, M, ab, wrt_uv: bool):
+    """Where the ray (x, y) = q (w, 1 - w) leaves {|d p_omega / d p_wrt| > M} (or the square).
+
+    The derivative is autodiff of :func:`compose` (Eq. (7)), not Eq. (9). Along a ray Eq. (7)
+    is constant (it depends on y/x only), so |dp/dx| = C(w)/q decreases: the set on the ray is
+    (0, q*). q* is bracketed from the square's edge q_max = 1/max(w, 1-w) down by factors of 4
+    and refined by :func:`prefjax._kquad.bracketed_root` on log|dp/dx| - log M in log q.
+    """
+    alpha, beta = ab[0], ab[1]
+    log_m = jnp.log(M)
+
+    def phi(log_q, w_):
+        q = jnp.exp(log_q)
+        grad = jax.grad(lambda xy: compose(xy[0], xy[1], alpha, beta))(
+            jnp.stack([q * w_, q * (1.0 - w_)])
+        )
+        return jnp.log(jnp.abs(grad[0] if wrt_uv else grad[1])) - log_m
+
+    def phi_v(log_q):
+        return jax.vmap(phi)(log_q, w)
+    log_qmax = -jnp.log(jnp.maximum(w, 1.0 - w))
+    f_max = phi_v(log_qmax)
+
+    def cond(state):
+        _, f_lo, it = state
+        return jnp.any(f_lo <= 0) & (it < 400)
+
+    def body(state):
+        lo, f_lo, it = state
+        step = f_lo <= 0
+        lo = jnp.where(step, lo - math.log(4.0), lo)
+        return lo, jnp.where(step, phi_v(lo), f_lo), it + 1
+
+    lo, f_lo, _ = jax.lax.while_loop(cond, body, (log_qmax, f_max, 0))
+    hi = jnp.minimum(lo + math.log(4.0), log_qmax)
+    f_hi = phi_v(hi)
+    hi = jnp.where(f_max > 0, lo, hi)  # the whole ray up to the square's edge is inside
+    root = kq.bracketed_root(phi_v, lo, hi, f_lo, jnp.where(f_max > 0, f_lo, f_hi))
+    return jnp.exp(jnp.where(f_max > 0, log_qmax, root))
+
+
+def numeric_region_area(M, alpha, beta, wrt: str = "uv", rtol: float = 1e-12) -> AreaEstimate:
+    """A(Omega_M) of the paper's view inside the unit square, computed numerically.
+
+    In polar form around the origin, (x, y) = q (w, 1 - w) with dx dy = q dq dw, the region is
+    {q < q*(w)} on every ray, so A = int_0^1 q*(w)^2 / 2 dw. q*(w) comes from root finding on
+    the autodiff derivative of Eq. (7) (:func:`_ray_radius`), the outer integral from adaptive
+    Gauss-Kronrod split at w = 1/2 (the square's corner). Nothing of Eqs. (9), (11), (12) or
+    Proposition 2 is used, so this checks them independently; it also clips to the unit square,
+    which matters only for M < beta.
+
+    Args:
+        M: the threshold, > 0; alpha, beta: Eq. (10), positive numbers.
+        wrt: "uv" or "vu".
+        rtol: relative error target.
+
+    Returns:
+        ``AreaEstimate(value, error, "rays", n_evals)``.
+
+    Example:
+        >>> from prefjax import plackett_luce as pl
+        >>> est = pl.numeric_region_area(2.0, 1.5, 0.5)
+        >>> abs(est.value - float(pl.region_area(2.0, 1.5, 0.5))) < 1e-12 * est.value
+        True
+    """
+    M = _check_m(M)
+    alpha = vd.check_positive_number("alpha", alpha)
+    beta = vd.check_positive_number("beta", beta)
+    vd.check_choice("wrt", wrt, WRT)
+    rtol = vd.check_positive_number("rtol", rtol)
+    ab = jnp.asarray([alpha, beta], dtype=jnp.float64 if vd._x64_enabled() else jnp.float32)
+
+    def integrand(w):
+        q = np.asarray(_ray_radius(jnp.asarray(w, ab.dtype), M, ab, wrt == "uv"))
+        return 0.5 * q * q
+
+    value, error, n = kq.adaptive_gk(
+        integrand, [0.0, 0.25, 0.5, 0.75, 1.0], rtol=rtol, what="paper-view area"
+    )
+    return AreaEstimate(value, error, "rays", n)
+
+
+# --- Section 3.2 ------------------------------------------------------------------------------
+
+
+class RobustnessVsK(NamedTuple):
+    """alpha, beta and Proposition 2's area for the top-K prefixes of one ranking (Section 3.2).
+
+    Attributes:
+        K: the tuple lengths, a NumPy int array (n_K,).
+        alpha, beta, area: (..., n_K) for omega = order[:K] and the positions (u, v).
+        pairwise_area: Proposition 1's area for M (Bradley-Terry; NaN for M <= 1).
+    """
+
+    K: np.ndarray
+    alpha: Array
+    beta: Array
+    area: Array
+    pairwise_area: Array
+
+
+def robustness_vs_k(scores, M=2.0, u=0, v=1, order=None, wrt: str = "uv") -> RobustnessVsK:
+    """Section 3.2: how alpha, beta and A(Omega_M) change as the tuple grows, for given scores.
+
+    For K = max(2, v + 1), ..., N the ranking is the prefix omega = order[:K] of one full
+    ranking (default: options by decreasing score, per batch element); (u, v) are positions.
+    Appending an option adds a term to alpha (if it comes after u) and shrinks every factor of
+    beta while adding one more (each in (0, 1)), so alpha grows, beta falls and the area falls.
+
+    Args:
+        scores: (..., N) finite scores; batches; works under ``jax.jit`` when ``order`` is None.
+        M: the threshold, > 0.
+        u, v: positions in the ranking, 0 <= u < v < N.
+        order: a full ranking (all N option indices); default: by decreasing score.
+        wrt: "uv" or "vu" (Proposition 2's two areas).
+
+    Returns:
+        ``RobustnessVsK(K, alpha, beta, area, pairwise_area)``.
+
+    Example:
+        >>> from prefjax import plackett_luce as pl
+        >>> r = pl.robustness_vs_k([1.0, 0.5, 0.0, -0.5], M=2.0)
+        >>> r.K.tolist(), bool((r.area[1:] < r.area[:-1]).all())
+        ([2, 3, 4], True)
+    """
+    from . import bradley_terry as bt
+
+    scores = _check_scores(scores)
+    n = scores.shape[-1]
+    M = _check_m(M)
+    vd.check_choice("wrt", wrt, WRT)
+    u, v_ = _check_positions(u, v, n)
+    if order is None:
+        s = -jnp.sort(-scores, axis=-1)  # options by decreasing score
+    else:
+        order = _check_ranking("order", order, n)
+        if len(order) != n:
+            raise ValueError(f"order must rank all N = {n} options; got K = {len(order)}")
+        s = scores[..., jnp.asarray(order)]
+    ks = np.arange(max(2, v_ + 1), n + 1)
+    parts = [_alpha_beta(s[..., :k], u, v_) for k in ks]
+    alpha = jnp.stack([p.alpha for p in parts], -1)
+    beta = jnp.stack([p.beta for p in parts], -1)
+    power = 1 if wrt == "uv" else 3
+    area = beta * beta / (6.0 * alpha**power * M * M)
+    pairwise = bt.region_area(M) if M > 1 else jnp.asarray(jnp.nan)
+    return RobustnessVsK(ks, alpha, beta, area, pairwise)
+
+
+# --- the random-utility family ------------------------------------------------------------
+
+
+def random_utility_log_prob(
+    scores, omega, noise: str = "normal", cells: int = km.DEFAULT_CELLS, nodes: int = 8
+) -> Array:
+    """log P(U_omega_1 > ... > U_omega_K) for U_i = s_i + eps_i, eps_i i.i.d. (Thurstone).
+
+    noise="normal": eps ~ N(0, 1/2), the K-tuple probit model, whose pairwise margin is
+    P(U_i > U_j) = Phi(s_i - s_j) (:data:`prefjax.probit`). noise="gumbel": standard Gumbel,
+    which gives Plackett-Luce (Eq. (6)) exactly.
+
+    Computed by the recursion h_K(t) = F(t - s_K), h_k(t) = int_{-inf}^t f(r - s_k) h_{k+1}(r) dr,
+    p = h_1(inf), on ``cells`` grid cells with ``nodes`` Gauss-Legendre nodes each, the cumulative
+    integrals by the nodes' integration matrix (order ``nodes`` per cell): cost O(K cells nodes^2).
+    Accuracy (defaults, float64): ~1e-13 relative for probabilities above ~1e-13, ~1e-5 in log
+    for Gaussian-noise probabilities near 1e-70 (the tails outrun the grid), and ranking
+    probabilities below ~1e-300 underflow to -inf. As in Eq. (6), the other N - K options play
+    no part.
+
+    Args:
+        scores: (..., N) finite scores; omega: K >= 2 distinct option indices.
+        noise: "normal" or "gumbel".
+        cells, nodes: the grid (static ints).
+
+    Example:
+        >>> import math
+        >>> from prefjax import plackett_luce as pl
+        >>> p = pl.random_utility_prob([0.7, 0.0], (0, 1))   # Phi(0.7)
+        >>> abs(float(p) - 0.5 * math.erfc(-0.7 / math.sqrt(2))) < 1e-14
+        True
+    """
+    scores, omega = _prepare(scores, omega)
+    vd.check_choice("noise", noise, tuple(km.NOISES))
+    cells = _as_index("cells", cells)
+    nodes = _as_index("nodes", nodes)
+    if cells < 1 or nodes < 2:
+        raise ValueError(f"cells must be >= 1 and nodes >= 2; got cells = {cells}, nodes = {nodes}")
+    return km.ru_log_prob(scores[..., jnp.asarray(omega)], km.NOISES[noise], cells, nodes)
+
+
+def random_utility_prob(
+    scores, omega, noise: str = "normal", cells: int = km.DEFAULT_CELLS, nodes: int = 8
+) -> Array:
+    """``exp`` of :func:`random_utility_log_prob`.
+
+    Example:
+        >>> from prefjax import plackett_luce as pl
+        >>> s, om = [0.3, -0.2, 1.0], (2, 0, 1)
+        >>> bool(abs(pl.random_utility_prob(s, om, "gumbel") - pl.prob(s, om)) < 1e-13)
+        True
+    """
+    return jnp.exp(random_utility_log_prob(scores, omega, noise, cells, nodes))
+
+
+# --- the score-based view ---------------------------------------------------------------------
+
+
+class ScoreView(NamedTuple):
+    """A preference and its derivatives w.r.t. two others, when two scores move (score view).
+
+    Attributes:
+        p: the target ranking's probability.
+        p_a, p_b: the two coordinate rankings' probabilities (for the Plackett-Luce setting,
+            a = omega_uv and b = omega_vu).
+        d_a, d_b: dp / dp_a with p_b held fixed, and dp / dp_b with p_a held fixed, by the
+            inverse-function theorem; NaN where the map is not invertible in float64.
+        det_j: det d(p_a, p_b) / d(s_0, s_1), the area element of the change of variables.
+    """
+
+    p: Array
+    p_a: Array
+    p_b: Array
+    d_a: Array
+    d_b: Array
+    det_j: Array
+
+
+def _model(model, cells=None):
+    return km.make_model(model, cells or km.DEFAULT_CELLS)
+
+
+def _implied_kernel(model, scores, target, coord_a, coord_b, vary):
+    def one(s):
+        val, jac = km.implied_parts(model, s, target, coord_a, coord_b, vary, s[vary])
+        p, x, y, da, db, _, _, _ = km.implied_from_parts(val, jac)
+        det = x * y * (jac[1, 0] * jac[2, 1] - jac[1, 1] * jac[2, 0])
+        return ScoreView(p, x, y, da, db, det)
+
+    flat = scores.reshape(-1, scores.shape[-1])
+    out = jax.vmap(one)(flat)
+    return ScoreView(*(o.reshape(scores.shape[:-1]) for o in out))
+
+
+def _check_vary(vary, n):
+    vary = _check_ranking("vary", vary, n)
+    if len(vary) != 2:
+        raise ValueError(f"vary must name two options; got {vary}")
+    return vary
+
+
+def implied_sensitivity(scores, target, coords, vary, *, model="plackett_luce") -> ScoreView:
+    """The score-based view for any three rankings: dp_target/dp_a and dp_target/dp_b.
+
+    Hold every score but s_vary0 and s_vary1 fixed; the map F: (s_vary0, s_vary1) ->
+    (p_a, p_b) has Jacobian J (``jax.jacfwd``), and by the inverse-function theorem
+    (dp/dp_a, dp/dp_b) = J^-T grad_s p. Computed from log-probabilities, so that tiny
+    probabilities neither over- nor underflow.
+
+    With Lemma 1's coordinates (target (i, j), coords ((i, k), (k, j)), vary (i, k)) and
+    K = 2, this is Bradley-Terry's Eq. (4) (or Eq. (2) for model="probit").
+
+    Args:
+        scores: (..., N) finite scores.
+        target: a ranking (K >= 2 options); coords: two rankings (a, b).
+        vary: two distinct option indices whose scores move.
+        model: "plackett_luce" (Eq. (6)), "probit" (K-tuple probit) or "gumbel" (the
+            random-utility recursion with Gumbel noise); or :data:`prefjax.logistic` /
+            :data:`prefjax.probit`.
+
+    Returns:
+        :class:`ScoreView`.
+
+    Example:
+        >>> from prefjax import plackett_luce as pl, bradley_terry as bt
+        >>> sv = pl.implied_sensitivity([1.3, 0.0, -0.4], (0, 1), ((0, 2), (2, 1)), (0, 2))
+        >>> bool(abs(sv.d_a - bt.d_ik(sv.p_a, sv.p_b)) < 1e-12)
+        True
+    """
+    scores = _check_scores(scores)
+    n = scores.shape[-1]
+    target = _check_ranking("target", target, n)
+    if len(coords) != 2:
+        raise ValueError(f"coords must be two rankings; got {coords!r}")
+    coord_a = _check_ranking("coords[0]", coords[0], n)
+    coord_b = _check_ranking("coords[1]", coords[1], n)
+    vary = _check_vary(vary, n)
+    kmodel = _model(model)
+    idx = [jnp.asarray(t) for t in (target, coord_a, coord_b, vary)]
+    return _implied_kernel(kmodel, scores, *idx)
+
+
+def score_view_sensitivity(scores, omega, u, v, *, model="plackett_luce", rest=None) -> ScoreView:
+    """The score-based view of Eq. (9): move s_omega_u and s_omega_v, hold the others fixed.
+
+    The paper varies p_omega_uv and p_omega_vu with alpha and beta fixed; here they move
+    because the two scores do, and the other ratios of Eq. (7) move with them. Returns
+    :func:`implied_sensitivity` for target omega, coords (omega_uv, omega_vu) (Lemma 5, with
+    ``rest``) and vary (omega[u], omega[v]): ``d_a`` = dp_omega/dp_omega_uv,
+    ``d_b`` = dp_omega/dp_omega_vu. Needs K >= 3: for K = 2, p_uv + p_vu = 1 and the map is
+    singular (NaN).
+
+    Example:
+        >>> from prefjax import plackett_luce as pl
+        >>> sv = pl.score_view_sensitivity([0.0, 0.0, 0.0], (0, 1, 2), 0, 1)
+        >>> round(float(sv.p), 12), round(float(sv.d_a), 12)   # p = 1/6; see the tests' K = 3 form
+        (0.166666666667, -0.375)
+    """
+    scores, omega = _prepare(scores, omega)
+    u, v_ = _check_positions(u, v, len(omega))
+    om_uv, om_vu = reorder(omega, u, v_, rest)
+    return implied_sensitivity(scores, omega, (om_uv, om_vu), (omega[u], omega[v_]), model=model)
+
+
+def _score_rtol(kmodel, rtol):
+    if rtol is None:
+        return 1e-8 if kmodel.cells == 0 else 1e-5
+    return vd.check_positive_number("rtol", rtol)
+
+
+def implied_area(
+    scores, target, coords, vary, M, wrt: str = "a", *, model="plackett_luce", rtol=None
+) -> AreaEstimate:
+    """A({(p_a, p_b) in the image of F : |dp_target/dp_wrt| > M}) in the score-based view.
+
+    By the change of variables (p_a, p_b) = F(s_vary0, s_vary1), the area is
+    int int 1[|d_wrt| > M] |det J| ds over the score plane (F is one-to-one for these models).
+    It is computed in rotated coordinates a = (s_0 + s_1)/2, d = s_0 - s_1: for each d the
+    crossings of |d_wrt| = M along a are found on a grid of half-unit cells (with a search for
+    regions narrower than a cell) and refined by root finding, |det J| is integrated over the
+    inside by Gauss-Legendre, and the integral over d is adaptive Gauss-Kronrod. The box reaches
+    40 (Plackett-Luce, Gumbel) or 7 (probit) past the fixed scores; the image left out has
+    probabilities below ~1e-12.
+
+    Accuracy: Plackett-Luce with Lemma 1's coordinates reproduces Proposition 1 to ~1e-10
+    (rtol default 1e-10); the random-utility models default to rtol = 1e-6 (each slice costs
+    hundreds of recursions). Runs on the host (not traceable); one compilation per shape.
+
+    Args:
+        scores: (N,) finite scores; target, coords, vary: as in :func:`implied_sensitivity`.
+        M: the threshold, > 0.
+        wrt: "a" or "b".
+        model: as in :func:`implied_sensitivity`.
+        rtol: the outer quadrature's relative error target.
+
+    Returns:
+        ``AreaEstimate(value, error, "score-view", n_evals)``.
+
+    Example:
+        >>> from prefjax import plackett_luce as pl, bradley_terry as bt
+        >>> est = pl.implied_area([0.0, 0.0, 0.0], (0, 1), ((0, 2), (2, 1)), (0, 2), 10.0)
+        >>> abs(est.value - float(bt.region_area(10.0))) < 1e-8 * est.value   # Proposition 1
+        True
+    """
+    scores = _check_scores(scores)
+    if scores.ndim != 1:
+        raise ValueError(f"scores must be one score vector (N,); got shape {scores.shape}")
+    n = scores.shape[-1]
+    target = _check_ranking("target", target, n)
+    if len(coords) != 2:
+        raise ValueError(f"coords must be two rankings; got {coords!r}")
+    coord_a = _check_ranking("coords[0]", coords[0], n)
+    coord_b = _check_ranking("coords[1]", coords[1], n)
+    vary = _check_vary(vary, n)
+    M = _check_m(M)
+    vd.check_choice("wrt", wrt, ("a", "b"))
+    kmodel = _model(model, km.SCORE_VIEW_CELLS)
+    rtol = _score_rtol(kmodel, rtol)
+    idx = [jnp.asarray(t) for t in (target, coord_a, coord_b, vary)]
+    value, error, n_evals, max_count = km.implied_area(
+        kmodel, scores, *idx, M, 0 if wrt == "a" else 1, rtol
+    )
+    if max_count > km._MAX_CROSSINGS:
+        raise RuntimeError(
+            f"|d_{wrt}| crosses M = {M} {max_count} times along one slice (at most "
+            f"{km._MAX_CROSSINGS} are handled); the area would be wrong"
+        )
+    return AreaEstimate(value, error, "score-view", n_evals)
+
+
+def score_view_area(
+    scores, omega, u, v, M, wrt: str = "uv", *, model="plackett_luce", rest=None, rtol=None
+) -> AreaEstimate:
+    """A(Omega_M(p_omega, p_omega_uv)) in the score-based view (K >= 3).
+
+    :func:`implied_area` for target omega, coords (omega_uv, omega_vu), vary (omega[u],
+    omega[v]). The image of the map is the triangle {p_uv, p_vu > 0, p_uv + p_vu < P'}, where P'
+    is the probability of the ranking omega'_uv among its own K - 2 options, so the area is at
+    most P'/2.
+
+    Example:
+        >>> from prefjax import plackett_luce as pl
+        >>> est = pl.score_view_area([0.0, 0.0, 0.0], (0, 1, 2), 0, 1, M=1e-300)  # all
+        >>> round(est.value, 6)      # the whole triangle, 1/2 (less what float64 cannot resolve)
+        0.5
+    """
+    scores, omega = _prepare(scores, omega, min_k=3)
+    u, v_ = _check_positions(u, v, len(omega))
+    vd.check_choice("wrt", wrt, WRT)
+    om_uv, om_vu = reorder(omega, u, v_, rest)
+    return implied_area(
+        scores,
+        omega,
+        (om_uv, om_vu),
+        (omega[u], omega[v_]),
+        M,
+        "a" if wrt == "uv" else "b",
+        model=model,
+        rtol=rtol,
+    )
