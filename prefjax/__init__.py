@@ -10,6 +10,7 @@ The library never enables JAX's x64 mode; do it yourself for work near 0 and 1:
 """
 
 from . import bradley_terry as bradley_terry
+from . import plackett_luce as plackett_luce
 from ._assumptions import AssumptionCheck as AssumptionCheck
 from ._assumptions import AssumptionError as AssumptionError
 from ._assumptions import AssumptionReport as AssumptionReport
@@ -27,6 +28,9 @@ from ._sensitivity import Sensitivity as Sensitivity
 from ._sensitivity import compose as compose
 from ._sensitivity import score_sensitivity as score_sensitivity
 from ._sensitivity import sensitivity as sensitivity
+from ._theorem1 import Theorem1Witness as Theorem1Witness
+from ._theorem1 import theorem1_witness as theorem1_witness
+from ._theorem2 import theorem2_table as theorem2_table
 from ._validate import PrecisionWarning as PrecisionWarning
 
 __version__ = "0.1.0"
@@ -47,8 +51,12 @@ __all__ = [
     "is_m_sensitive",
     "link",
     "logistic",
+    "plackett_luce",
     "probit",
     "region_area",
     "score_sensitivity",
     "sensitivity",
+    "Theorem1Witness",
+    "theorem1_witness",
+    "theorem2_table",
 ]

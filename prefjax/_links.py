@@ -85,10 +85,12 @@ class Link:
         compose: Callable | None = None,
     ):
         self.name = name
-        self._fn = fn
-        self._inverse = inverse
-        self._derivative = derivative
-        self._log_derivative = log_derivative or (lambda x: jnp.log(derivative(x)))
+        # Each piece is jitted: eager calls run one compiled kernel instead of dozens of small
+        # ops (the numeric inverse's loops especially); inside a user's jit they inline.
+        self._fn = jax.jit(fn)
+        self._inverse = jax.jit(inverse)
+        self._derivative = jax.jit(derivative)
+        self._log_derivative = jax.jit(log_derivative or (lambda x: jnp.log(derivative(x))))
         # Lemma 1 as one differentiable function of (p_ik, p_kj). A link may supply a closed
         # form that needs fewer transcendentals (logistic: Eq. (3), rational); it must equal
         # g(g^-1(p_ik) + g^-1(p_kj)) and carry the chain rule as its JVP.
