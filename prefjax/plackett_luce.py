@@ -159,6 +159,13 @@ def _prepare(scores, omega, min_k: int = 2):
 # --- Eq. (6): probabilities -------------------------------------------------------------
 
 
+@jax.jit
+def _lp(scores, idx):
+    """Eq. (6) for the ranking idx (an int array): one compiled program per shape, not one per
+    ranking and primitive, as eager dispatch would compile."""
+    return km.pl_log_prob(scores[..., idx])
+
+
 def log_prob(scores, omega) -> Array:
     """log p_omega of the K-tuple Plackett-Luce model (Eq. (6)), stable in log space.
 
@@ -187,7 +194,7 @@ def log_prob(scores, omega) -> Array:
         True
     """
     scores, omega = _prepare(scores, omega)
-    return km.pl_log_prob(scores[..., jnp.asarray(omega)])
+    return _lp(scores, jnp.asarray(omega))
 
 
 def prob(scores, omega) -> Array:
@@ -308,6 +315,7 @@ class AlphaBeta(NamedTuple):
     beta: Array
 
 
+@partial(jax.jit, static_argnums=(1, 2))
 def _alpha_beta(s, u: int, v_: int) -> AlphaBeta:
     """Eq. (10) from scores in ranking order s (..., K), in log space for beta."""
     k = s.shape[-1]
@@ -438,9 +446,9 @@ def sensitivity(scores, omega, u, v, method: str = "closed_form", rest=None) -> 
     om_uv, om_vu = reorder(omega, u, v_, rest)
     if rest is not None:
         _check_ranking("rest", om_uv, scores.shape[-1])
-    lx = km.pl_log_prob(scores[..., jnp.asarray(om_uv)])
-    ly = km.pl_log_prob(scores[..., jnp.asarray(om_vu)])
-    p = jnp.exp(km.pl_log_prob(scores[..., jnp.asarray(omega)]))
+    lx = _lp(scores, jnp.asarray(om_uv))
+    ly = _lp(scores, jnp.asarray(om_vu))
+    p = jnp.exp(_lp(scores, jnp.asarray(omega)))
     x, y = jnp.exp(lx), jnp.exp(ly)
     if method == "closed_form":
         ab = _alpha_beta(scores[..., jnp.asarray(omega)], u, v_)
@@ -452,8 +460,8 @@ def sensitivity(scores, omega, u, v, method: str = "closed_form", rest=None) -> 
             if (l_, m) != (u, v_):
                 a, b = reorder(omega, l_, m)
                 pair_probs[l_, m] = (
-                    jnp.exp(km.pl_log_prob(scores[..., jnp.asarray(a)])).reshape(-1),
-                    jnp.exp(km.pl_log_prob(scores[..., jnp.asarray(b)])).reshape(-1),
+                    jnp.exp(_lp(scores, jnp.asarray(a))).reshape(-1),
+                    jnp.exp(_lp(scores, jnp.asarray(b))).reshape(-1),
                 )
 
     def eq7(xy, probs):
@@ -592,6 +600,7 @@ def _ray_radius(w, M, ab, wrt_uv: bool):
 
     def phi_v(log_q):
         return jax.vmap(phi)(log_q, w)
+
     log_qmax = -jnp.log(jnp.maximum(w, 1.0 - w))
     f_max = phi_v(log_qmax)
 
@@ -673,6 +682,15 @@ class RobustnessVsK(NamedTuple):
     pairwise_area: Array
 
 
+@partial(jax.jit, static_argnums=(2, 3, 4))
+def _robustness_kernel(s, M, u: int, v_: int, power: int):
+    n = s.shape[-1]
+    parts = [_alpha_beta(s[..., :k], u, v_) for k in range(max(2, v_ + 1), n + 1)]
+    alpha = jnp.stack([p.alpha for p in parts], -1)
+    beta = jnp.stack([p.beta for p in parts], -1)
+    return alpha, beta, beta * beta / (6.0 * alpha**power * M * M)
+
+
 def robustness_vs_k(scores, M=2.0, u=0, v=1, order=None, wrt: str = "uv") -> RobustnessVsK:
     """Section 3.2: how alpha, beta and A(Omega_M) change as the tuple grows, for given scores.
 
@@ -712,11 +730,7 @@ def robustness_vs_k(scores, M=2.0, u=0, v=1, order=None, wrt: str = "uv") -> Rob
             raise ValueError(f"order must rank all N = {n} options; got K = {len(order)}")
         s = scores[..., jnp.asarray(order)]
     ks = np.arange(max(2, v_ + 1), n + 1)
-    parts = [_alpha_beta(s[..., :k], u, v_) for k in ks]
-    alpha = jnp.stack([p.alpha for p in parts], -1)
-    beta = jnp.stack([p.beta for p in parts], -1)
-    power = 1 if wrt == "uv" else 3
-    area = beta * beta / (6.0 * alpha**power * M * M)
+    alpha, beta, area = _robustness_kernel(s, M, u, v_, 1 if wrt == "uv" else 3)
     pairwise = bt.region_area(M) if M > 1 else jnp.asarray(jnp.nan)
     return RobustnessVsK(ks, alpha, beta, area, pairwise)
 
@@ -759,7 +773,12 @@ def random_utility_log_prob(
     nodes = _as_index("nodes", nodes)
     if cells < 1 or nodes < 2:
         raise ValueError(f"cells must be >= 1 and nodes >= 2; got cells = {cells}, nodes = {nodes}")
-    return km.ru_log_prob(scores[..., jnp.asarray(omega)], km.NOISES[noise], cells, nodes)
+    return _ru(scores, jnp.asarray(omega), km.NOISES[noise], cells, nodes)
+
+
+@partial(jax.jit, static_argnums=(2, 3, 4))
+def _ru(scores, idx, noise, cells, nodes):
+    return km.ru_log_prob(scores[..., idx], noise, cells, nodes)
 
 
 def random_utility_prob(
@@ -803,6 +822,7 @@ def _model(model, cells=None):
     return km.make_model(model, cells or km.DEFAULT_CELLS)
 
 
+@partial(jax.jit, static_argnums=0)
 def _implied_kernel(model, scores, target, coord_a, coord_b, vary):
     def one(s):
         val, jac = km.implied_parts(model, s, target, coord_a, coord_b, vary, s[vary])
