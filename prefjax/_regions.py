@@ -509,63 +509,104 @@ def _area_mc(g, M, wrt, n, seed):
     return AreaEstimate(p, MC_SIGMAS * math.sqrt(max(p * (1 - p), 1.0 / n) / n), "mc", n)
 
 
-_IS_DEFENSIVE = 0.1  # share of uniform draws in the main stage: weights stay <= 10
+# Main-stage mixture: uniform (defensive, keeps weights <= 20), the pilot's U-shaped corner
+# density, and uniform boxes at the corners the pilot hit, reaching 1.5x the median and
+# 1.25x and 8x the farthest of the pilot's hits from the ends.
+_IS_WEIGHTS = (0.05, 0.1, 0.35, 0.35, 0.15)
+_IS_BOXES = ((50, 1.5), (100, 1.25), (100, 8.0))  # (percentile of hit distances, scale)
+
+
+def _corner_densities(near, upper, a, boxes, corner_p):
+    """Log densities at each point of the U-shaped corner proposal (corners equally likely)
+    and of each box proposal (corners with probabilities ``corner_p``)."""
+    point_corner = 2 * upper[0].astype(jnp.int32) + upper[1].astype(jnp.int32)
+    # d = V^(1/a) / 2 has density 2a (2d)^(a - 1) on (0, 1/2); the corner has probability 1/4.
+    log_u = jnp.log(0.25) + jnp.sum(jnp.log(2.0 * a) + (a - 1.0) * jnp.log(2.0 * near), axis=0)
+    log_boxes = [
+        jnp.log(corner_p[point_corner])
+        + jnp.sum(jnp.where(near < box, -jnp.log(box), -jnp.inf), axis=0)
+        for box in boxes
+    ]
+    return point_corner, log_u, log_boxes
 
 
 @partial(jax.jit, static_argnums=(0, 3))
-def _is_draw(g: Link, key, log_m, size: int, a, box, defensive):
-    """Draws from a defensive mixture and their weighted indicators.
+def _is_draw(g: Link, key, log_m, size: int, a, boxes, corner_p, weights):
+    """Draws from a mixture of corner proposals and their weighted indicators.
 
-    Mixture: ``defensive`` uniform on the square, the rest a product over the two coordinates
-    of: a side (next to 0 or next to 1) with probability 1/2 each, and a distance to that end
-    drawn either from the U-shaped density a (2 d)^(a - 1) on (0, 1/2) (``box = 0``: the pilot)
-    or uniformly on (0, box) (the main stage). Drawing the distance d = min(x, 1 - x) keeps x
-    and 1 - x exact, so the scores u = g^-1(x) keep precision next to 1 as well as next to 0.
-    Returns the weights 1/q (q the mixture density), the near-end distances and the
-    indicators of |dp_ij/dp_ik| > M and |dp_ij/dp_kj| > M.
+    Components (with probabilities ``weights``): uniform on the square; a U-shaped corner
+    density (a corner at random, then each coordinate's distance d to its end with density
+    a (2 d)^(a - 1) on (0, 1/2)); and for each entry of ``boxes`` (shape (2, 1) each), a
+    corner drawn with probabilities ``corner_p`` and each distance uniform on (0, box).
+    Drawing the distance d = min(x, 1 - x) keeps x and 1 - x exact, so the scores
+    u = g^-1(x) keep precision next to 1 as well as next to 0. Returns the weights 1/q (q the
+    mixture density), the near-end distances, the corners and the indicators of
+    |dp_ij/dp_ik| > M and |dp_ij/dp_kj| > M.
     """
-    k_mix, k_u, k_v, k_side = jax.random.split(key, 4)
+    k_comp, k_u, k_v, k_c1, k_c2 = jax.random.split(key, 5)
     tiny = jnp.finfo(jnp.result_type(float)).tiny
-    use_mix = jax.random.bernoulli(k_mix, 1.0 - defensive, (size,))
+    comp = jax.random.categorical(k_comp, jnp.log(weights), shape=(size,))
     unif = jax.random.uniform(k_u, (2, size))
     v = jax.random.uniform(k_v, (2, size), minval=tiny)
-    pilot = box <= 0
-    d_mix = jnp.where(pilot, 0.5 * jnp.exp(jnp.log(v) / a), v * box)
-    upper = jnp.where(use_mix, jax.random.bernoulli(k_side, 0.5, (2, size)), unif > 0.5)
-    near = jnp.maximum(jnp.where(use_mix, d_mix, jnp.minimum(unif, 1.0 - unif)), tiny)
+    c_even = jax.random.randint(k_c1, (size,), 0, 4)
+    c_box = jax.random.categorical(k_c2, jnp.log(corner_p), shape=(size,))
+    d_u = 0.5 * jnp.exp(jnp.log(v) / a)
+    d = jnp.where(comp == 1, d_u, 0.0)
+    for j, box in enumerate(boxes):
+        d = jnp.where(comp == 2 + j, v * box, d)
+    corner = jnp.where(comp == 1, c_even, c_box)
+    upper = jnp.where(comp == 0, unif > 0.5, jnp.stack([corner // 2, corner % 2]).astype(bool))
+    near = jnp.maximum(jnp.where(comp == 0, jnp.minimum(unif, 1.0 - unif), d), tiny)
     # Scores from the nearer end (Lemma 4: g^-1(1 - q) = -g^-1(q)).
     u_near = g.inverse(near)
     u = jnp.where(upper, -u_near, u_near)
     log_d = g.log_derivative(u[0] + u[1]) - g.log_derivative(u)  # (2, size): wrt ik, kj
-    # Density of the non-uniform component per coordinate (both sides together).
-    log_q_pilot = jnp.log(a) + (a - 1.0) * jnp.log(2.0 * near)
-    log_q_box = jnp.where(near < box, -jnp.log(2.0 * jnp.where(pilot, 1.0, box)), -jnp.inf)
-    log_q = jnp.sum(jnp.where(pilot, log_q_pilot, log_q_box), axis=0)
-    w = 1.0 / (defensive + (1.0 - defensive) * jnp.exp(log_q))
-    return w, near, log_d > log_m
+    point_corner, log_u, log_boxes = _corner_densities(near, upper, a, boxes, corner_p)
+    q = weights[0] + weights[1] * jnp.exp(log_u)
+    for j, lb in enumerate(log_boxes):
+        q = q + weights[2 + j] * jnp.exp(lb)
+    return 1.0 / q, near, point_corner, log_d > log_m
 
 
 def _area_is(g, M, wrt, n, seed):
-    """Two stages: a pilot (n/10 draws, U-shaped towards the corners) finds how far from the
-    ends the region reaches in each coordinate; the main stage draws uniformly within twice
-    that reach of the ends (plus 10% uniform draws), so that the weights barely vary over the
-    region. The estimate and its error come from the main stage alone."""
+    """Two stages. A pilot (n/10 draws: half uniform, half U-shaped towards the four corners)
+    finds which corners the region touches and how far from the ends it reaches in each
+    coordinate; the main stage mixes uniform draws, the U-shaped density and uniform boxes at
+    those corners sized from the pilot's hit distances (see _IS_BOXES), so that the weights
+    vary little over the region and a reach the pilot underestimated is still covered. The
+    estimate and its error come from the main stage alone."""
     row = 0 if wrt == "ik" else 1
     key_pilot, key = jax.random.split(jax.random.key(seed))
     log_m = jnp.asarray(math.log(M))
     a = jnp.asarray(1.0 / (1.0 + max(math.log10(M), 0.0)))
     n_pilot = max(n // 10, 100)
-    _, near, hit = _is_draw(g, key_pilot, log_m, n_pilot, a, jnp.asarray(0.0), jnp.asarray(0.5))
+    placeholder = (jnp.full((2, 1), 0.5),)
+    _, near, corner, hit = _is_draw(
+        g,
+        key_pilot,
+        log_m,
+        n_pilot,
+        a,
+        placeholder,
+        jnp.full(4, 0.25),
+        jnp.asarray([0.5, 0.5, 0.0]),  # half uniform, half U-shaped
+    )
     hits = np.asarray(hit[row])
-    near = np.asarray(near)
-    reach = near[:, hits].max(axis=1) if hits.any() else np.full(2, 0.25)
-    box = jnp.asarray(np.minimum(2.0 * reach, 0.5)[:, None])  # (2, 1): per coordinate
+    near, corner = np.asarray(near), np.asarray(corner)
+    if hits.any():
+        reach = [np.percentile(near[:, hits], pct, axis=1) * k for pct, k in _IS_BOXES]
+        counts = np.bincount(corner[hits], minlength=4) + 0.5  # a floor for unseen corners
+    else:
+        reach, counts = [np.full(2, 0.1 * k) for _, k in _IS_BOXES], np.ones(4)
+    boxes = tuple(jnp.asarray(np.clip(r, 1e-300, 0.5)[:, None]) for r in reach)
+    corner_p = jnp.asarray(counts / counts.sum())
+    weights = jnp.asarray(_IS_WEIGHTS)
     n_main = n - n_pilot
     total, total_sq = 0.0, 0.0
     for start in range(0, n_main, _CHUNK):
         size = min(_CHUNK, n_main - start)
         key, sub = jax.random.split(key)
-        w, _, hit = _is_draw(g, sub, log_m, size, a, box, jnp.asarray(_IS_DEFENSIVE))
+        w, _, _, hit = _is_draw(g, sub, log_m, size, a, boxes, corner_p, weights)
         contrib = jnp.where(hit[row], w, 0.0)
         total += float(jnp.sum(contrib))
         total_sq += float(jnp.sum(contrib * contrib))
