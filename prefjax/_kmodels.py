@@ -383,30 +383,31 @@ def _slices(model, scores, target, coord_a, coord_b, vary, d, wrt: int, n_cells:
         # 4. Whole cells without crossings, by the state at their left edge.
         plain = jnp.isnan(t_plus) & jnp.isnan(t_minus)
         inside_left = jnp.abs(x[:-1]) > _LEVEL
-        whole = gl(edges[:-1], edges[1:], (plain & inside_left).astype(x.dtype), dd)
+        whole_w = (plain & inside_left).astype(x.dtype)
 
         # 5. Cells with crossings: up to three pieces, the state toggled at each crossing.
         (cc,) = jnp.nonzero(~plain, size=2 * n_c, fill_value=n_cells)
         ok = cc < n_cells
         cs = jnp.minimum(cc, n_cells - 1)
         c_lo, c_hi = edges[cs], edges[cs + 1]
-        tp = jnp.where(jnp.isnan(t_plus[cs]), c_hi, t_plus[cs])
-        tm = jnp.where(jnp.isnan(t_minus[cs]), c_hi, t_minus[cs])
+        has_p, has_m = ~jnp.isnan(t_plus[cs]), ~jnp.isnan(t_minus[cs])
+        tp = jnp.where(has_p, t_plus[cs], c_hi)
+        tm = jnp.where(has_m, t_minus[cs], c_hi)
         up0, down0 = x[cs] > _LEVEL, x[cs] < -_LEVEL  # in {chi > L}, in {chi < -L}
         first_plus = tp <= tm
         p1, p2 = jnp.minimum(tp, tm), jnp.maximum(tp, tm)
-        up1 = jnp.where(first_plus & ~jnp.isnan(t_plus[cs]), ~up0, up0)
-        down1 = jnp.where(~first_plus & ~jnp.isnan(t_minus[cs]), ~down0, down0)
-        up2 = jnp.where(~jnp.isnan(t_plus[cs]), ~up0, up0)
-        down2 = jnp.where(~jnp.isnan(t_minus[cs]), ~down0, down0)
-        piece_lo = jnp.stack([c_lo, p1, p2], -1)
-        piece_hi = jnp.stack([p1, p2, c_hi], -1)
+        up1 = jnp.where(first_plus & has_p, ~up0, up0)
+        down1 = jnp.where(~first_plus & has_m, ~down0, down0)
+        up2 = jnp.where(has_p, ~up0, up0)
+        down2 = jnp.where(has_m, ~down0, down0)
         piece_in = jnp.stack([up0 | down0, up1 | down1, up2 | down2], -1) & ok[:, None]
-        pieces = gl(piece_lo, piece_hi, piece_in.astype(x.dtype), dd)
 
-        # 6. Narrow bumps (+) and gaps (-).
-        narrow = gl(r1, r2, bump_weight, dd)
-        total = jnp.sum(whole) + jnp.sum(pieces) + jnp.sum(narrow)
+        # 6. One Gauss-Legendre pass over every interval: whole cells, pieces, and the narrow
+        # bumps (+) and gaps (-) of step 2.
+        lo = jnp.concatenate([edges[:-1], c_lo, p1, p2, r1])
+        hi = jnp.concatenate([edges[1:], p1, p2, c_hi, r2])
+        weight = jnp.concatenate([whole_w, piece_in.T.reshape(-1).astype(x.dtype), bump_weight])
+        total = jnp.sum(gl(lo, hi, weight, dd))
         return total, jnp.maximum(count, jnp.sum(~plain))
 
     return jax.vmap(one)(d)

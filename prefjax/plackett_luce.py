@@ -750,10 +750,12 @@ def random_utility_log_prob(
     Computed by the recursion h_K(t) = F(t - s_K), h_k(t) = int_{-inf}^t f(r - s_k) h_{k+1}(r) dr,
     p = h_1(inf), on ``cells`` grid cells with ``nodes`` Gauss-Legendre nodes each, the cumulative
     integrals by the nodes' integration matrix (order ``nodes`` per cell): cost O(K cells nodes^2).
-    Accuracy (defaults, float64): ~1e-13 relative for probabilities above ~1e-13, ~1e-5 in log
-    for Gaussian-noise probabilities near 1e-70 (the tails outrun the grid), and ranking
-    probabilities below ~1e-300 underflow to -inf. As in Eq. (6), the other N - K options play
-    no part.
+    Accuracy (float64) is set by the cell width h = (max s - min s + tails) / cells, the tails
+    being 45 score units for Gumbel noise and 18 for normal noise: h <= ~0.5 gives log p to
+    ~1e-10 for probabilities down to ~1e-30 (the default 96 cells do so for score spreads up to
+    ~3 (Gumbel) or ~30 (normal); raise ``cells`` for wider ones). Far in the tails (p ~ 1e-60)
+    Gaussian factors vary faster than the grid resolves and log p loses digits; probabilities
+    below ~1e-300 underflow to -inf. As in Eq. (6), the other N - K options play no part.
 
     Args:
         scores: (..., N) finite scores; omega: K >= 2 distinct option indices.
@@ -933,7 +935,8 @@ def implied_area(
         scores: (N,) finite scores; target, coords, vary: as in :func:`implied_sensitivity`.
         M: the threshold, > 0.
         wrt: "a" or "b".
-        model: as in :func:`implied_sensitivity`.
+        model: "plackett_luce" or "probit" (or the links :data:`prefjax.logistic`,
+            :data:`prefjax.probit`).
         rtol: the outer quadrature's relative error target.
 
     Returns:
@@ -958,6 +961,11 @@ def implied_area(
     M = _check_m(M)
     vd.check_choice("wrt", wrt, ("a", "b"))
     kmodel = _model(model, km.SCORE_VIEW_CELLS)
+    if kmodel.name == "gumbel":
+        raise ValueError(
+            "model='gumbel' (Plackett-Luce by the recursion, for pointwise checks) is not offered "
+            "for areas: its grid cannot resolve the +-40 score box; use 'plackett_luce'"
+        )
     rtol = _score_rtol(kmodel, rtol)
     idx = [jnp.asarray(t) for t in (target, coord_a, coord_b, vary)]
     value, error, n_evals, max_count = km.implied_area(
