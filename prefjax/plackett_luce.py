@@ -579,6 +579,9 @@ def region_area(M, alpha, beta, wrt: str = "uv") -> Array:
     return beta * beta / (6.0 * alpha**power * M * M)
 
 
+_RAY_CHUNK = 60  # the first adaptive round: 4 intervals x 15 Kronrod nodes
+
+
 @partial(jax.jit, static_argnums=3)
 def _ray_radius(w, M, ab, wrt_uv: bool):
     """Where the ray (x, y) = q (w, 1 - w) leaves {|d p_omega / d p_wrt| > M} (or the square).
@@ -654,7 +657,15 @@ def numeric_region_area(M, alpha, beta, wrt: str = "uv", rtol: float = 1e-12) ->
     ab = jnp.asarray([alpha, beta], dtype=jnp.float64 if vd._x64_enabled() else jnp.float32)
 
     def integrand(w):
-        q = np.asarray(_ray_radius(jnp.asarray(w, ab.dtype), M, ab, wrt == "uv"))
+        # Fixed-size chunks (padded), so that the kernel compiles once, not once per round.
+        q = []
+        for start in range(0, w.size, _RAY_CHUNK):
+            part = w[start : start + _RAY_CHUNK]
+            padded = jnp.asarray(np.pad(part, (0, _RAY_CHUNK - part.size), constant_values=0.5))
+            q.append(
+                np.asarray(_ray_radius(padded.astype(ab.dtype), M, ab, wrt == "uv"))[: part.size]
+            )
+        q = np.concatenate(q)
         return 0.5 * q * q
 
     value, error, n = kq.adaptive_gk(
