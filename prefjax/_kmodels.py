@@ -245,6 +245,8 @@ _MAX_BUMPS = 3
 _INNER_NODES = 4
 _CELL = 0.5
 _CHUNK = 120
+_SCAN = 241  # points of the scan for folds along d
+_SCAN_ROUNDS = 12
 _LEVEL = math.asinh(1.0)
 _LOG2 = math.log(2.0)
 
@@ -264,7 +266,8 @@ def _squash(log_abs, sign):
 
 @partial(jax.jit, static_argnums=(0, 7, 8))
 def _slices(model, scores, target, coord_a, coord_b, vary, d, wrt: int, n_cells: int, a_range):
-    """For each d: int over {a : |d_wrt(a, d)| > M} of |det J| da, and the crossings count.
+    """For each d: int over {a : |d_wrt(a, d)| > M} of |det J| da, the number of crossings of
+    |d_wrt| = M, and the most sign changes of one level (more than _MAX_CROSSINGS: overflow).
 
     chi = sign(d_wrt) asinh(|d_wrt| / M) is sampled at the edges of ``n_cells`` cells along a;
     the region is |chi| > asinh(1). Each cell edge pair where chi - L changes sign
@@ -313,11 +316,12 @@ def _slices(model, scores, target, coord_a, coord_b, vary, d, wrt: int, n_cells:
 
         # 1. Level crossings between sampled edges, per level.
         br_lo, br_hi, br_flo, br_fhi, br_lev, br_used, cell_of = [], [], [], [], [], [], []
-        count = 0
+        over, n_cross = 0, 0
         for lev in levels:
             above = x > lev
             change = above[:-1] != above[1:]
-            count = jnp.maximum(count, jnp.sum(change))
+            over = jnp.maximum(over, jnp.sum(change))
+            n_cross = n_cross + jnp.sum(change)
             (idx,) = jnp.nonzero(change, size=_MAX_CROSSINGS, fill_value=n_cells)
             safe = jnp.minimum(idx, n_cells - 1)
             br_lo.append(edges[safe])
@@ -408,7 +412,8 @@ def _slices(model, scores, target, coord_a, coord_b, vary, d, wrt: int, n_cells:
         hi = jnp.concatenate([edges[1:], p1, p2, c_hi, r2])
         weight = jnp.concatenate([whole_w, piece_in.T.reshape(-1).astype(x.dtype), bump_weight])
         total = jnp.sum(gl(lo, hi, weight, dd))
-        return total, jnp.maximum(count, jnp.sum(~plain))
+        n_cross = n_cross + 2 * jnp.sum(crosses)
+        return total, n_cross, jnp.maximum(over, (jnp.sum(~plain) + 1) // 2)
 
     return jax.vmap(one)(d)
 
@@ -434,15 +439,17 @@ def implied_area(
     # points sent in chunks of _CHUNK, so that few shapes (and compilations) occur.
     n_cells = 16 * int(math.ceil((a_hi - a_lo) / _CELL / 16))
     a_range = jnp.asarray([a_lo, a_hi, math.log(M)])
-    max_count = 0
+    max_over = 0
+    n_slices = 0
 
-    def f(d):
-        nonlocal max_count
-        out = []
+    def slices(d):
+        """(integrals, crossing counts) at the points d, sent in padded chunks."""
+        nonlocal max_over, n_slices
+        vals, counts = [], []
         for start in range(0, d.size, _CHUNK):
             part = d[start : start + _CHUNK]
             padded = np.pad(part, (0, _CHUNK - part.size))
-            vals, counts = _slices(
+            out = _slices(
                 model,
                 scores,
                 target,
@@ -454,13 +461,41 @@ def implied_area(
                 n_cells,
                 a_range,
             )
-            max_count = max(max_count, int(jnp.max(counts[: part.size])))
-            out.append(np.asarray(vals)[: part.size])
-        return np.concatenate(out)
+            vals.append(np.asarray(out[0])[: part.size])
+            counts.append(np.asarray(out[1])[: part.size])
+            max_over = max(max_over, int(np.max(np.asarray(out[2])[: part.size])))
+            n_slices += _CHUNK
+        return np.concatenate(vals), np.concatenate(counts)
 
-    # Scores enter only through differences, so the d-range is centred on 0.
-    value, error, n = kq.adaptive_gk(
-        f, np.linspace(-tail, tail, 9), rtol=rtol, atol=1e-300, what="score-view area"
+    # Breakpoints where the number of crossings changes: folds of the region's boundary, where
+    # a slice's interval is born with a square-root profile. Gauss-Kronrod's error estimate can
+    # miss such a kink inside an interval; at an end point the adaptive bisection resolves it.
+    # A scan of _SCAN points brackets each change, and _SCAN_ROUNDS rounds of sampling inside
+    # all brackets at once (one chunk per round) shrink them to ~1e-12 of the range.
+    grid = np.linspace(-tail, tail, _SCAN)
+    _, counts = slices(grid)
+    changes = np.nonzero(counts[:-1] != counts[1:])[0]
+    lo, hi = grid[changes], grid[changes + 1]
+    c_lo = counts[changes]
+    if lo.size:
+        per = max(2, _CHUNK // lo.size)
+        for _ in range(_SCAN_ROUNDS):
+            t = np.linspace(0.0, 1.0, per + 2)[1:-1]
+            pts = lo[:, None] + (hi - lo)[:, None] * t[None, :]
+            _, c = slices(pts.ravel())
+            c = c.reshape(pts.shape)
+            # The first sample whose count differs from the left end's: the new bracket.
+            differs = c != c_lo[:, None]
+            first = np.where(differs.any(axis=1), differs.argmax(axis=1), per)
+            new_hi = np.where(first < per, pts[np.arange(lo.size), np.minimum(first, per - 1)], hi)
+            new_lo = np.where(first > 0, pts[np.arange(lo.size), np.maximum(first - 1, 0)], lo)
+            lo, hi = new_lo, new_hi
+            if np.all(hi - lo <= 1e-12 * tail):
+                break
+    breaks = np.unique(np.concatenate([np.linspace(-tail, tail, 9), 0.5 * (lo + hi)]))
+
+    value, error, _ = kq.adaptive_gk(
+        lambda d: slices(d)[0], breaks, rtol=rtol, atol=1e-300, what="score-view area"
     )
     per_slice = (n_cells + 1) * (1 + _INNER_NODES) + (2 * _MAX_CROSSINGS + 2 * _MAX_BUMPS) * 12
-    return value, error, n * per_slice, max_count
+    return value, error, n_slices * per_slice, max_over
