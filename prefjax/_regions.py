@@ -174,7 +174,8 @@ _MAX_ROOTS = 4  # sign changes handled per slice (links seen so far have 1 to 4)
 _MAX_EXTREMA = 4  # local extrema of the sensitivity refined per slice
 _BISECT = 64  # closes a grid cell to ~1e-19 of its width
 _GOLDEN = 60
-_SLICE_CHUNK = 256  # slices per compiled call
+_SLICE_CHUNK = 256  # slices per compiled call (two shapes compiled per link)
+_SMALL_CHUNK = 64
 _F_ROUNDING = 16 * 2.0**-52  # rounding allowance of log g'(u + c) - log g'(u), relative
 _QUAD_ROUNDING = 256 * 2.0**-52  # rounding floor of the area's error bar, relative
 
@@ -242,8 +243,8 @@ def _slice_lengths(g: Link, s, log_m, u_grid):
     step = jnp.abs(jnp.diff(Fg, axis=1))
     prominent = (step[:, :-1] > 64 * noise[:, 1:-1]) & (step[:, 1:] > 64 * noise[:, 1:-1])
     score = jnp.where(turn & prominent, jnp.abs(Fg[:, 1:-1]), jnp.inf)
-    neg_score, order = jax.lax.top_k(-score, _MAX_EXTREMA)  # top_k: no full sort (slow on CPU)
-    has = jnp.isfinite(neg_score)
+    order = _smallest(score, _MAX_EXTREMA)
+    has = jnp.isfinite(jnp.take_along_axis(score, order, axis=1))
     k = order + 1  # (m, E) node indices
     is_max = jnp.take_along_axis(rise, order, axis=1)  # rising into k: a maximum
     lo, hi = u_grid[k - 1], u_grid[jnp.minimum(k + 1, n - 1)]
@@ -282,10 +283,8 @@ def _slice_lengths(g: Link, s, log_m, u_grid):
         ~change | ((jnp.abs(left_F) <= 64 * noise) & (jnp.abs(right_F) <= 64 * noise)), axis=1
     )
     overflow = too_many & ~flat
-    col = jnp.arange(change.shape[1], dtype=jnp.int32)
-    _, order = jax.lax.top_k(
-        jnp.where(change, -col, -change.shape[1] - 1), _MAX_ROOTS
-    )  # first ones
+    col = jnp.arange(change.shape[1], dtype=Fg.dtype)
+    order = _smallest(jnp.where(change, col, jnp.inf), _MAX_ROOTS)  # the first ones, in order
     take = lambda a: jnp.take_along_axis(a, order, axis=1)  # noqa: E731
     valid = take(change)
     a, b, Fa = take(left_u), take(right_u), take(left_F)
@@ -321,6 +320,20 @@ def _slice_lengths(g: Link, s, log_m, u_grid):
     return jnp.where(too_many, on_grid, exact), overflow, pieces
 
 
+def _smallest(x, k):
+    """Column indices of the k smallest entries of each row, smallest first.
+
+    k passes of argmin: on the CPU, lax.top_k and argsort sort whole rows and cost ~50x more.
+    """
+    rows = jnp.arange(x.shape[0])
+    picks = []
+    for _ in range(k):
+        j = jnp.argmin(x, axis=1)
+        picks.append(j)
+        x = x.at[rows, j].set(jnp.inf)
+    return jnp.stack(picks, axis=1)
+
+
 def _score_grid(g: Link):
     """Scores u = g^-1(p_ik) at p_ik = sigma(t), t evenly spaced in [-45, 45] (N even).
 
@@ -341,11 +354,12 @@ def _area_quad(g: Link, M: float, rtol: float, atol: float = 1e-300, max_rounds:
         """Slice lengths l(p_kj) and interval counts at p_kj = 1 - s^2."""
         nonlocal n_evals
         # Fixed-size chunks: jit compiles one shape per link, whatever the round's size.
-        pad = -s.size % _SLICE_CHUNK
+        chunk = _SLICE_CHUNK if s.size > _SMALL_CHUNK else _SMALL_CHUNK
+        pad = -s.size % chunk
         s_pad = jnp.asarray(np.concatenate([s, np.full(pad, 0.5)]))
         parts = [
-            _slice_lengths(g, s_pad[i : i + _SLICE_CHUNK], log_m, u_grid)
-            for i in range(0, s_pad.size, _SLICE_CHUNK)
+            _slice_lengths(g, s_pad[i : i + chunk], log_m, u_grid)
+            for i in range(0, s_pad.size, chunk)
         ]
         lengths, overflow, count = (
             np.concatenate([np.asarray(p[k]) for p in parts])[: s.size] for k in range(3)
@@ -360,16 +374,18 @@ def _area_quad(g: Link, M: float, rtol: float, atol: float = 1e-300, max_rounds:
 
     # Breakpoints: wherever the slices' sets change shape (an interval appears, vanishes or
     # splits, e.g. the region's edge at p_kj = M/(M+1) for logistic), l has a kink or a
-    # square-root singularity. Find them on a 512-point scan and narrow each to ~1e-12.
+    # square-root singularity. Find them on a 512-point scan and narrow each to ~1e-10.
     s_top = math.sqrt(0.5)
+    # (Below s = 1e-8, i.e. p_kj within 1e-16 of 1, the slices carry no area float64 can see:
+    # shape changes there are not worth breakpoints.)
     scan = np.unique(
-        np.concatenate([np.geomspace(1e-12, s_top, 128), np.linspace(0, s_top, 385)[1:]])
+        np.concatenate([np.geomspace(1e-8, s_top, 128), np.linspace(0, s_top, 385)[1:]])
     )
     _, count = slices(scan)
     jumps = np.flatnonzero(count[1:] != count[:-1])
     lo, hi = scan[jumps], scan[jumps + 1]
     c_lo = count[jumps]
-    for _ in range(5):  # 65-way splits: 5 rounds narrow each bracket by 1e9
+    for _ in range(4):  # 64-point scans: 4 rounds narrow each bracket by 2e7, to ~1e-10
         if lo.size == 0:
             break
         grid = lo[:, None] + (hi - lo)[:, None] * np.linspace(0, 1, 66)[None, 1:-1]
