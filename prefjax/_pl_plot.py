@@ -37,7 +37,7 @@ def pl_regions(alpha=1.01, beta=0.99, Ms: Sequence[float] = FIG2_MS, n: int = 40
     Returns:
         A matplotlib Figure with two axes.
 
-    Example:
+    Examples:
         >>> from prefjax._pl_plot import pl_regions  # public: prefjax.plot.pl_regions
         >>> fig = pl_regions()
         >>> len(fig.axes)
@@ -111,7 +111,7 @@ def area_vs_k(
     Returns:
         A matplotlib Figure with two axes.
 
-    Example:
+    Examples:
         >>> from prefjax._pl_plot import area_vs_k  # public: prefjax.plot.area_vs_k
         >>> fig = area_vs_k([1.0, 0.3, 0.0, -0.4, -1.0], Ms=[2.0, 10.0])
         >>> [ax.get_xlabel() for ax in fig.axes]

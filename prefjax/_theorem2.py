@@ -108,7 +108,7 @@ def theorem2_table(
     Returns:
         :class:`Theorem2Table`, a list of dicts that prints as a table.
 
-    Example:
+    Examples:
         >>> import prefjax
         >>> t = prefjax.theorem2_table([prefjax.logistic], Ms=[2.0], Ks=[3], score_view=False)
         >>> row = t[0]

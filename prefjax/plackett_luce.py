@@ -185,7 +185,7 @@ def log_prob(scores, omega) -> Array:
     Raises:
         ValueError: omega with a repeated or out-of-range index, K < 2; scores not finite.
 
-    Example:
+    Examples:
         >>> import math
         >>> from prefjax import plackett_luce as pl
         >>> lp = pl.log_prob([1.0, 0.0, -1.0], (0, 1, 2))
@@ -200,7 +200,7 @@ def log_prob(scores, omega) -> Array:
 def prob(scores, omega) -> Array:
     """p_omega of the K-tuple Plackett-Luce model (Eq. (6)); ``exp`` of :func:`log_prob`.
 
-    Example:
+    Examples:
         >>> from prefjax import plackett_luce as pl
         >>> round(float(pl.prob([0.0, 0.0, 0.0], (2, 0, 1))), 12)   # 1/3 * 1/2
         0.166666666667
@@ -223,7 +223,7 @@ def reorder(omega, u, v, rest=None) -> tuple[tuple[int, ...], tuple[int, ...]]:
     Returns:
         (omega_uv, omega_vu), tuples of option indices.
 
-    Example:
+    Examples:
         >>> from prefjax import plackett_luce as pl
         >>> pl.reorder((4, 2, 7, 1), 1, 3)
         ((4, 7, 2, 1), (4, 7, 1, 2))
@@ -249,7 +249,7 @@ def ratio(scores, omega, u, v) -> Array:
 
     The same for every choice of omega'_uv: the two rankings share their first K - 2 factors.
 
-    Example:
+    Examples:
         >>> import math
         >>> from prefjax import plackett_luce as pl
         >>> abs(float(pl.ratio([2.0, 0.5, 1.0], (0, 1, 2), 0, 2)) - math.exp(-1.0)) < 1e-15
@@ -266,13 +266,18 @@ def ratios(scores, omega) -> Array:
     Returns:
         (..., K, K); Eq. (7) uses the entries above the diagonal.
 
-    Example:
+    Examples:
         >>> from prefjax import plackett_luce as pl
         >>> pl.ratios([0.0, 0.0], (0, 1)).tolist()
         [[1.0, 1.0], [1.0, 1.0]]
     """
     scores, omega = _prepare(scores, omega)
-    s = scores[..., jnp.asarray(omega)]
+    return _ratios(scores, jnp.asarray(omega))
+
+
+@jax.jit
+def _ratios(scores, idx):
+    s = scores[..., idx]
     return jnp.exp(s[..., None, :] - s[..., :, None])
 
 
@@ -285,7 +290,7 @@ def prob_from_ratios(r) -> Array:
     Returns:
         p_omega, shape ``r.shape[:-2]``.
 
-    Example:
+    Examples:
         >>> from prefjax import plackett_luce as pl
         >>> round(float(pl.prob_from_ratios(pl.ratios([0.3, -1.0, 2.0], (2, 0, 1)))), 12) == round(
         ...     float(pl.prob([0.3, -1.0, 2.0], (2, 0, 1))), 12)
@@ -294,6 +299,11 @@ def prob_from_ratios(r) -> Array:
     r = vd.as_float_array("r", r)
     if r.ndim < 2 or r.shape[-1] != r.shape[-2] or r.shape[-1] < 2:
         raise ValueError(f"r must have shape (..., K, K) with K >= 2; got {r.shape}")
+    return _prob_from_ratios(r)
+
+
+@jax.jit
+def _prob_from_ratios(r):
     k = r.shape[-1]
     upper = np.triu(np.ones((k, k), bool), 1)
     sums = jnp.sum(jnp.where(upper, r, 0.0), axis=-1)[..., :-1]
@@ -342,7 +352,7 @@ def alpha_beta(scores, omega, u, v) -> AlphaBeta:
     Returns:
         ``AlphaBeta(alpha, beta)``, each with shape ``scores.shape[:-1]``.
 
-    Example:
+    Examples:
         >>> from prefjax import plackett_luce as pl
         >>> ab = pl.alpha_beta([0.0, 0.0, 0.0, 0.0], (0, 1, 2, 3), 0, 1)  # equal scores
         >>> float(ab.alpha), round(float(ab.beta), 12)                  # 1 + 2, 1/3 * 1/2
@@ -359,7 +369,7 @@ def compose(p_uv, p_vu, alpha, beta) -> Array:
     The paper's view: p_omega as a function of (p_omega_uv, p_omega_vu) with alpha and beta
     held fixed. Elementwise; arrays broadcast.
 
-    Example:
+    Examples:
         >>> from prefjax import plackett_luce as pl
         >>> float(pl.compose(0.25, 0.25, 1.0, 1.0))   # K = 2: p_uv / (p_uv + p_vu)
         0.5
@@ -371,7 +381,7 @@ def compose(p_uv, p_vu, alpha, beta) -> Array:
 def d_uv(p_uv, p_vu, alpha, beta) -> Array:
     """Eq. (9): dp_omega / dp_omega_uv = beta p_vu / (alpha p_uv + p_vu)^2 (> 0).
 
-    Example:
+    Examples:
         >>> from prefjax import plackett_luce as pl
         >>> round(float(pl.d_uv(0.01, 0.02, 1.0, 1.0)), 10)   # 0.02 / 0.03^2
         22.2222222222
@@ -384,7 +394,7 @@ def d_uv(p_uv, p_vu, alpha, beta) -> Array:
 def d_vu(p_uv, p_vu, alpha, beta) -> Array:
     """Eq. (9): dp_omega / dp_omega_vu = -beta p_uv / (alpha p_uv + p_vu)^2 (< 0).
 
-    Example:
+    Examples:
         >>> from prefjax import plackett_luce as pl
         >>> round(float(pl.d_vu(0.01, 0.02, 1.0, 1.0)), 10)   # -0.01 / 0.03^2
         -11.1111111111
@@ -432,7 +442,7 @@ def sensitivity(scores, omega, u, v, method: str = "closed_form", rest=None) -> 
     Returns:
         ``KSensitivity(p, p_uv, p_vu, d_uv, d_vu)``.
 
-    Example:
+    Examples:
         >>> from prefjax import plackett_luce as pl
         >>> s = [1.0, 0.2, -0.5, 0.3]
         >>> a = pl.sensitivity(s, (0, 1, 2, 3), 1, 2)
@@ -537,7 +547,7 @@ def region_bounds(M, alpha, beta, wrt: str = "uv", *, at) -> RegionBounds:
     Returns:
         ``RegionBounds(low, high, limit)``.
 
-    Example:
+    Examples:
         >>> from prefjax import plackett_luce as pl
         >>> b = pl.region_bounds(2.0, 1.0, 1.0, at=0.0625)   # K = 2 values, p_uv = limit / 2
         >>> round(float(b.low), 6), round(float(b.high), 6), float(b.limit)  # 3/16 -+ sqrt(2)/8
@@ -567,7 +577,7 @@ def region_area(M, alpha, beta, wrt: str = "uv") -> Array:
     Appendix B.2's last line, beta^2 / (6 alpha M), drops a factor 1/M (see the module notes).
     It is the area inside the unit square when M >= beta; :func:`numeric_region_area` clips.
 
-    Example:
+    Examples:
         >>> from prefjax import plackett_luce as pl
         >>> float(pl.region_area(2.0, 1.0, 1.0))   # 1 / 24
         0.041666666666666664
@@ -643,7 +653,7 @@ def numeric_region_area(M, alpha, beta, wrt: str = "uv", rtol: float = 1e-12) ->
     Returns:
         ``AreaEstimate(value, error, "rays", n_evals)``.
 
-    Example:
+    Examples:
         >>> from prefjax import plackett_luce as pl
         >>> est = pl.numeric_region_area(2.0, 1.5, 0.5)
         >>> abs(est.value - float(pl.region_area(2.0, 1.5, 0.5))) < 1e-12 * est.value
@@ -720,7 +730,7 @@ def robustness_vs_k(scores, M=2.0, u=0, v=1, order=None, wrt: str = "uv") -> Rob
     Returns:
         ``RobustnessVsK(K, alpha, beta, area, pairwise_area)``.
 
-    Example:
+    Examples:
         >>> from prefjax import plackett_luce as pl
         >>> r = pl.robustness_vs_k([1.0, 0.5, 0.0, -0.5], M=2.0)
         >>> r.K.tolist(), bool((r.area[1:] < r.area[:-1]).all())
@@ -773,7 +783,7 @@ def random_utility_log_prob(
         noise: "normal" or "gumbel".
         cells, nodes: the grid (static ints).
 
-    Example:
+    Examples:
         >>> import math
         >>> from prefjax import plackett_luce as pl
         >>> p = pl.random_utility_prob([0.7, 0.0], (0, 1))   # Phi(0.7)
@@ -799,7 +809,7 @@ def random_utility_prob(
 ) -> Array:
     """``exp`` of :func:`random_utility_log_prob`.
 
-    Example:
+    Examples:
         >>> from prefjax import plackett_luce as pl
         >>> s, om = [0.3, -0.2, 1.0], (2, 0, 1)
         >>> bool(abs(pl.random_utility_prob(s, om, "gumbel") - pl.prob(s, om)) < 1e-13)
@@ -877,7 +887,7 @@ def implied_sensitivity(scores, target, coords, vary, *, model="plackett_luce") 
     Returns:
         :class:`ScoreView`.
 
-    Example:
+    Examples:
         >>> from prefjax import plackett_luce as pl, bradley_terry as bt
         >>> sv = pl.implied_sensitivity([1.3, 0.0, -0.4], (0, 1), ((0, 2), (2, 1)), (0, 2))
         >>> bool(abs(sv.d_a - bt.d_ik(sv.p_a, sv.p_b)) < 1e-12)
@@ -906,7 +916,7 @@ def score_view_sensitivity(scores, omega, u, v, *, model="plackett_luce", rest=N
     ``d_b`` = dp_omega/dp_omega_vu. Needs K >= 3: for K = 2, p_uv + p_vu = 1 and the map is
     singular (NaN).
 
-    Example:
+    Examples:
         >>> from prefjax import plackett_luce as pl
         >>> sv = pl.score_view_sensitivity([0.0, 0.0, 0.0], (0, 1, 2), 0, 1)
         >>> round(float(sv.p), 12), round(float(sv.d_a), 12)   # p = 1/6; see the tests' K = 3 form
@@ -957,7 +967,7 @@ def implied_area(
     Returns:
         ``AreaEstimate(value, error, "score-view", n_evals)``.
 
-    Example:
+    Examples:
         >>> from prefjax import plackett_luce as pl, bradley_terry as bt
         >>> est = pl.implied_area([0.0, 0.0, 0.0], (0, 1), ((0, 2), (2, 1)), (0, 2), 10.0)
         >>> abs(est.value - float(bt.region_area(10.0))) < 1e-8 * est.value   # Proposition 1
@@ -1004,7 +1014,7 @@ def score_view_area(
     is the probability of the ranking omega'_uv among its own K - 2 options, so the area is at
     most P'/2.
 
-    Example:
+    Examples:
         >>> from prefjax import plackett_luce as pl
         >>> est = pl.score_view_area([0.0, 0.0, 0.0], (0, 1, 2), 0, 1, M=1e-300)  # all
         >>> round(est.value, 6)      # the whole triangle, 1/2 (less what float64 cannot resolve)
