@@ -39,7 +39,7 @@ reproduce: $(STAMP)
 	$(PY) -m prefjax.cli reproduce --out $(OUT)
 
 docs: $(STAMP)
-	$(VENV)/bin/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 bench: $(STAMP)
 	for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

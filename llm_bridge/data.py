@@ -231,9 +231,10 @@ def make_dataset(
     Raises:
         ValueError: a bad parameter, named with its value.
 
-    >>> ds = make_dataset(n=4, exact=True)
-    >>> sorted(ds.column_names)[:3], ds[0]["prompt"][0]["role"]
-    (['answer_id', 'chosen', 'loser'], 'user')
+    Examples:
+        >>> ds = make_dataset(n=4, exact=True)
+        >>> sorted(ds.column_names)[:3], ds[0]["prompt"][0]["role"]
+        (['answer_id', 'chosen', 'loser'], 'user')
     """
     cfg = DatasetConfig(order=order, p12=p12, p23=p23, n=n, seed=seed, exact=exact)
     rng = random.Random(cfg.seed)

@@ -95,7 +95,7 @@ def check_assumptions(g) -> AssumptionReport:
     Returns:
         An :class:`AssumptionReport`; ``.ok``, ``.failed``, ``.raise_if_failed()``.
 
-    Example:
+    Examples:
         >>> import prefjax
         >>> prefjax.check_assumptions(prefjax.probit).ok
         True

@@ -59,7 +59,7 @@ class Link:
     Build one with :func:`prefjax.link`; the built-ins are :data:`prefjax.logistic`,
     :data:`prefjax.probit` and :data:`prefjax.cauchit`.
 
-    Example:
+    Examples:
         >>> import prefjax
         >>> float(prefjax.logistic(0.0)), float(prefjax.logistic.inverse(0.5))
         (0.5, 0.0)
@@ -311,7 +311,7 @@ def link(
     Returns:
         A :class:`Link`. Passing a :class:`Link` returns it unchanged.
 
-    Example:
+    Examples:
         >>> import jax, prefjax
         >>> mix = prefjax.link(lambda x: 0.5 * jax.nn.sigmoid(x) + 0.5 * jax.nn.sigmoid(3 * x),
         ...                    name="mixture")

@@ -61,7 +61,7 @@ def is_m_sensitive(g, p_ik, p_kj, M, wrt: str = "ik"):
     Returns:
         A boolean array with the broadcast shape.
 
-    Example:
+    Examples:
         >>> import prefjax
         >>> bool(prefjax.is_m_sensitive(prefjax.logistic, 0.99, 0.02, 20))  # Example 1
         True
@@ -90,7 +90,8 @@ def region_area(
     of Omega_M(p_ij, p_ik) in the diagonal and both have the same area; ``wrt`` is accepted for
     symmetry with :func:`is_m_sensitive` and used by the sampling methods.
 
-    Methods:
+    The four methods:
+
         ``"quad"`` (default): the area is int_0^1 l(p_kj) dp_kj, where l(p_kj) is the length of
         {p_ik : |dp_ij/dp_ik| > M}. The set's end points are found in score space
         (u = g^-1(p_ik), c = g^-1(p_kj)) as roots of log g'(u + c) - log g'(u) = log M, located
@@ -128,7 +129,7 @@ def region_area(
     Returns:
         :class:`AreaEstimate` ``(value, error, method, n_evals)``.
 
-    Example:
+    Examples:
         >>> import prefjax
         >>> from prefjax import bradley_terry as bt
         >>> est = prefjax.region_area(prefjax.logistic, 10.0)

@@ -92,7 +92,7 @@ def compose(g, p_ik, p_kj) -> Array:
             value and index; shapes that do not broadcast. Under ``jax.jit`` invalid entries
             give NaN instead.
 
-    Example:
+    Examples:
         >>> import prefjax
         >>> round(float(prefjax.compose(prefjax.logistic, 0.9801, 0.02)), 4)  # Example 1
         0.5013
@@ -127,7 +127,7 @@ def sensitivity(g, p_ik, p_kj) -> Sensitivity:
     Raises:
         ValueError: as :func:`compose`. Under ``jax.jit``: NaN where an input is invalid.
 
-    Example:
+    Examples:
         >>> import prefjax
         >>> s = prefjax.sensitivity(prefjax.logistic, 0.99, 0.02)  # Example 1's point
         >>> bool(s.d_ik > 20)   # it lies in Omega_20(p_ij, p_ik)
@@ -167,7 +167,7 @@ def score_sensitivity(g, x_ik, x_kj) -> ScoreSensitivity:
     Returns:
         ``ScoreSensitivity(x_ij, p_ij, log_d_ik, log_d_kj)``.
 
-    Example:
+    Examples:
         >>> import prefjax
         >>> s = prefjax.score_sensitivity(prefjax.logistic, 800.0, -790.0)
         >>> float(s.x_ij), round(float(s.log_d_ik), 6)   # d_ik = e^790 * sigma'(10) / ...

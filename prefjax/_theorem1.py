@@ -103,7 +103,7 @@ def theorem1_witness(g, M, delta: float = 1.0, side: str = "upper") -> Theorem1W
     Returns:
         :class:`Theorem1Witness`.
 
-    Example:
+    Examples:
         >>> import prefjax
         >>> w = prefjax.theorem1_witness(prefjax.logistic, 100.0)
         >>> w.verify(1000) > 1

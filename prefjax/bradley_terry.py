@@ -29,7 +29,7 @@ def compose(p_ik, p_kj):
 
     Evaluated as a ratio of products so that neither tail loses precision.
 
-    Example:
+    Examples:
         >>> from prefjax import bradley_terry as bt
         >>> round(float(bt.compose(0.9801, 0.02)), 4)
         0.5013
@@ -86,7 +86,7 @@ def region_bounds(p_kj, M) -> RegionBounds:
     Case 1: 0 < p_kj < 1/(1+M): gamma_0 < p_ik < 1.
     Case 2: M/(1+M) < p_kj < 1: 0 < p_ik < gamma_0.
 
-    Example:
+    Examples:
         >>> from prefjax import bradley_terry as bt
         >>> b = bt.region_bounds(0.02, 20.0)
         >>> round(float(b.low), 4), float(b.high)
@@ -122,7 +122,7 @@ def region_area(M):
     Args:
         M: a number or array, > 1.
 
-    Example:
+    Examples:
         >>> from prefjax import bradley_terry as bt
         >>> round(float(bt.region_area(2.0)), 6)
         0.073919

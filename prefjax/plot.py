@@ -40,7 +40,7 @@ def sensitive_regions(g, Ms: Sequence[float] = (1.01, 2, 3, 5, 10), n: int = 400
     Returns:
         A matplotlib Figure.
 
-    Example:
+    Examples:
         >>> import prefjax, prefjax.plot
         >>> fig = prefjax.plot.sensitive_regions([prefjax.logistic, prefjax.probit], n=50)
         >>> len(fig.axes)  # two panels per link
