@@ -52,6 +52,7 @@ __all__ = [
     "PAIRS",
     "DatasetConfig",
     "dataset_params",
+    "dataset_sha256",
     "load_jsonl",
     "make_dataset",
     "manifest_path",
@@ -323,6 +324,16 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def _jsonl_bytes(dataset: Dataset) -> bytes:
+    lines = [json.dumps(row, ensure_ascii=False) for row in dataset.to_list()]
+    return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
+
+
+def dataset_sha256(dataset: Dataset) -> str:
+    """The SHA-256 of the JSONL file ``save_jsonl`` writes for ``dataset`` (its identity)."""
+    return hashlib.sha256(_jsonl_bytes(dataset)).hexdigest()
+
+
 def save_jsonl(dataset: Dataset, path: str | os.PathLike) -> Path:
     """Write ``dataset`` as JSONL (one row per line, UTF-8) and a manifest beside it.
 
@@ -335,8 +346,7 @@ def save_jsonl(dataset: Dataset, path: str | os.PathLike) -> Path:
         The path of the manifest.
     """
     path = Path(path)
-    lines = [json.dumps(row, ensure_ascii=False) for row in dataset.to_list()]
-    data = ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
+    data = _jsonl_bytes(dataset)
     params = dataset_params(dataset)
     manifest = {
         "format": _FORMAT,

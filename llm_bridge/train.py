@@ -343,7 +343,7 @@ def train_dpo(
     from transformers import set_seed
     from trl import DPOConfig, DPOTrainer
 
-    from .data import manifest_path, save_jsonl
+    from .data import dataset_sha256, manifest_path, save_jsonl
 
     config = config if config is not None else DPOTrainConfig()
     if not isinstance(config, DPOTrainConfig):
@@ -366,9 +366,6 @@ def train_dpo(
 
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data_path = out / "dataset.jsonl"
-    save_jsonl(dataset, data_path)
-    data_manifest = json.loads(manifest_path(data_path).read_text(encoding="utf-8"))
     base_model = model.config.name_or_path
     identity = {
         "config": {
@@ -376,7 +373,7 @@ def train_dpo(
             for k, v in to_jsonable(config).items()
             if k not in ("output_dir", "resume", "logging_steps", "save_total_limit")
         },
-        "dataset_sha256": data_manifest["data_sha256"],
+        "dataset_sha256": dataset_sha256(dataset),
         "base_model": base_model,
     }
     run_json = out / "run.json"
@@ -387,6 +384,9 @@ def train_dpo(
             "choose another output_dir or delete that one"
         )
     _write_json(run_json, identity)
+    data_path = out / "dataset.jsonl"
+    save_jsonl(dataset, data_path)
+    data_manifest = json.loads(manifest_path(data_path).read_text(encoding="utf-8"))
 
     ckpt_dir = out / "checkpoints"
     log_path = out / "train_log.jsonl"

@@ -218,7 +218,11 @@ def test_output_dir_of_another_run_is_refused(tmp_path, dataset):
     model, tok = load_model("tiny-random")
     cfg = preset("cpu", output_dir=str(tmp_path), max_steps=1, **FAST)
     train_dpo(model, tok, dataset, cfg, progress=False)
+    data_before = (tmp_path / "dataset.jsonl").read_bytes()
     model, tok = load_model("tiny-random")
+    with pytest.raises(ValueError, match="different settings, data or base model"):
+        train_dpo(model, tok, make_dataset(n=8), cfg, progress=False)
+    assert (tmp_path / "dataset.jsonl").read_bytes() == data_before  # left untouched
     with pytest.raises(ValueError, match="different settings"):
         train_dpo(
             model,
