@@ -531,6 +531,7 @@ def _area_mc(g, M, wrt, n, seed):
 # 1.25x and 8x the farthest of the pilot's hits from the ends.
 _IS_WEIGHTS = (0.05, 0.1, 0.35, 0.35, 0.15)
 _IS_BOXES = ((50, 1.5), (100, 1.25), (100, 8.0))  # (percentile of hit distances, scale)
+_IS_CHUNK = 1 << 16  # draws per compiled call
 
 
 def _corner_densities(near, upper, a, boxes, corner_p):
@@ -597,19 +598,21 @@ def _area_is(g, M, wrt, n, seed):
     log_m = jnp.asarray(math.log(M))
     a = jnp.asarray(1.0 / (1.0 + max(math.log10(M), 0.0)))
     n_pilot = max(n // 10, 100)
-    placeholder = (jnp.full((2, 1), 0.5),)
-    _, near, corner, hit = _is_draw(
-        g,
-        key_pilot,
-        log_m,
-        n_pilot,
-        a,
-        placeholder,
-        jnp.full(4, 0.25),
-        jnp.asarray([0.5, 0.5, 0.0]),  # half uniform, half U-shaped
-    )
-    hits = np.asarray(hit[row])
-    near, corner = np.asarray(near), np.asarray(corner)
+    placeholder = (jnp.full((2, 1), 0.5), jnp.full((2, 1), 0.5), jnp.full((2, 1), 0.5))
+
+    def draws(key, count, boxes, corner_p, weights):
+        """``count`` draws in fixed-size chunks (one compiled shape per link), tail masked."""
+        for start in range(0, count, _IS_CHUNK):
+            key, sub = jax.random.split(key)
+            w, near, corner, hit = _is_draw(g, sub, log_m, _IS_CHUNK, a, boxes, corner_p, weights)
+            keep = min(_IS_CHUNK, count - start)
+            yield w[:keep], near[:, :keep], corner[:keep], hit[:, :keep]
+
+    pilot_weights = jnp.asarray([0.5, 0.5, 0.0, 0.0, 0.0])  # half uniform, half U-shaped
+    parts = list(draws(key_pilot, n_pilot, placeholder, jnp.full(4, 0.25), pilot_weights))
+    near = np.concatenate([np.asarray(p[1]) for p in parts], axis=1)
+    corner = np.concatenate([np.asarray(p[2]) for p in parts])
+    hits = np.concatenate([np.asarray(p[3][row]) for p in parts])
     if hits.any():
         reach = [np.percentile(near[:, hits], pct, axis=1) * k for pct, k in _IS_BOXES]
         counts = np.bincount(corner[hits], minlength=4) + 0.5  # a floor for unseen corners
@@ -617,13 +620,9 @@ def _area_is(g, M, wrt, n, seed):
         reach, counts = [np.full(2, 0.1 * k) for _, k in _IS_BOXES], np.ones(4)
     boxes = tuple(jnp.asarray(np.clip(r, 1e-300, 0.5)[:, None]) for r in reach)
     corner_p = jnp.asarray(counts / counts.sum())
-    weights = jnp.asarray(_IS_WEIGHTS)
     n_main = n - n_pilot
     total, total_sq = 0.0, 0.0
-    for start in range(0, n_main, _CHUNK):
-        size = min(_CHUNK, n_main - start)
-        key, sub = jax.random.split(key)
-        w, _, _, hit = _is_draw(g, sub, log_m, size, a, boxes, corner_p, weights)
+    for w, _, _, hit in draws(key, n_main, boxes, corner_p, jnp.asarray(_IS_WEIGHTS)):
         contrib = jnp.where(hit[row], w, 0.0)
         total += float(jnp.sum(contrib))
         total_sq += float(jnp.sum(contrib * contrib))
