@@ -3,6 +3,9 @@
     llm-bridge synth --order dog,bird,cat --p12 0.99 --p23 0.3 --n 256 --exact --out data/d.jsonl
     llm-bridge train --model smollm2 --preset cpu --data data/d.jsonl --output-dir runs/d
     llm-bridge train --model smollm2 --preset cpu --data-p23 0.3 --output-dir runs/d
+    llm-bridge sweep --preset quick --model smollm2 --out runs/quick
+    llm-bridge plot runs/quick --out runs/quick/fig3.png
+    llm-bridge analyze runs/quick --json runs/quick/analysis.json
 
 Each command is a pair of functions, ``_add_<name>(subparsers)`` (declares the flags, mostly
 via ``_config.add_arguments`` on a config dataclass) and ``_run_<name>(args) -> int`` (does the
@@ -152,6 +155,163 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- sweep --------------------------------------------------------------------------------
+
+
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    from .sweep import PRESETS, SweepConfig
+    from .train import DPOTrainConfig
+
+    p = sub.add_parser(
+        "sweep",
+        help="the paper's grid: dataset -> DPO -> probes per run, resumable, shardable",
+        description="Train one model per grid point (order, p23, seed) and probe its learned "
+        "p12, p23, p13. Each finished run is appended to OUT/results.jsonl (and results.csv); "
+        "rerunning the command skips finished runs. A preset fills the settings; any flag given "
+        "overrides it.",
+    )
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="'quick' (CPU, about 10 minutes with smollm2) or 'paper' (Section 4 on a GPU); "
+        "without it the defaults below apply",
+    )
+    add_arguments(p, SweepConfig, skip=("train",), title="sweep")
+    add_arguments(
+        p,
+        DPOTrainConfig,
+        prefix="train",
+        skip=("output_dir", "seed", "resume"),
+        title="training overrides (on top of --train-preset)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_sweep)
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .convert import default_method
+    from .sweep import SweepConfig, preset, run_sweep
+    from .train import DPOTrainConfig
+
+    flags = given(args, SweepConfig)
+    train = given(args, DPOTrainConfig, prefix="train")
+    if args.preset is not None:
+        base = preset(args.preset)
+        config = dataclasses.replace(base, **flags, train={**base.train, **train})
+    else:
+        config = SweepConfig(**flags, train=train)
+    result = run_sweep(config, progress=not args.quiet)
+    rows = result.rows
+    mine = f", shard {config.shard}: {result.in_shard} runs" if config.shard != "0/1" else ""
+    learned = ""
+    if rows:
+        method = default_method(rows)
+        p13 = [r["probes"][method]["p13"]["p"] for r in rows]
+        learned = f"; learned p13 ({method}) from {min(p13):.3g} to {max(p13):.3g}"
+    print(
+        f"llm-bridge sweep: {len(rows)} of {result.total} runs finished in {config.out}{mine} "
+        f"({len(result.done)} done now, {len(result.skipped)} already done) in "
+        f"{result.seconds:.0f} s{learned} -> {result.out / 'results.jsonl'}"
+    )
+    return 0
+
+
+# --- plot and analyze ---------------------------------------------------------------------
+
+
+def _add_analysis_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dir", metavar="DIR", help="a sweep's output directory (holds results.jsonl)")
+    p.add_argument(
+        "--method",
+        choices=["likelihood", "sample", "reward"],
+        help="the probe whose numbers are used (default: likelihood when present)",
+    )
+    p.add_argument(
+        "--M",
+        type=float,
+        default=10.0,
+        dest="M",
+        help="threshold of the M-sensitive region Omega_M (default: 10)",
+    )
+    p.add_argument(
+        "--link",
+        default="logistic",
+        choices=["logistic", "probit", "cauchit"],
+        help="the pairwise model g of Lemma 1 (default: logistic, Bradley-Terry)",
+    )
+
+
+def _rows(directory: str) -> list:
+    from pathlib import Path
+
+    from .sweep import RESULTS, read_rows
+
+    if not (Path(directory) / RESULTS).is_file():
+        raise _UserError(f"no {RESULTS} in {directory}; run `llm-bridge sweep --out {directory}`")
+    rows = read_rows(directory)
+    if not rows:
+        raise _UserError(f"{directory}/{RESULTS} holds no finished run yet")
+    return rows
+
+
+def _add_plot(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "plot",
+        help="Figure 3 from a sweep: learned p13 and p23 against the dataset's p23",
+        description="Draw Figure 3: learned p13 and p23 (mean and one standard deviation over "
+        "seeds) against the dataset's p23, with the Bradley-Terry-implied p13 and the "
+        "M-sensitive region drawn over it; one panel per order.",
+    )
+    _add_analysis_flags(p)
+    p.add_argument("--out", required=True, metavar="FILE", help="image to write (.png, .pdf, ...)")
+    p.set_defaults(func=_run_plot)
+
+
+def _run_plot(args: argparse.Namespace) -> int:
+    from .plot import save_figure3
+
+    rows = _rows(args.dir)
+    path = save_figure3(rows, args.out, method=args.method, M=args.M, link=args.link)
+    print(f"llm-bridge plot: {len(rows)} runs -> {path}")
+    return 0
+
+
+def _add_analyze(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "analyze",
+        help="a sweep's learned preferences through prefjax: implied p13, local M, Omega_M",
+        description="For each finished run: the p13 that the pairwise model implies from the "
+        "learned p12 and p23 (Lemma 1), the local sensitivity |dp13/dp12|, membership of "
+        "Omega_M, and whether the learned p13 is consistent with the implied one. Prints a "
+        "summary paragraph; --json writes it with one row per run.",
+    )
+    _add_analysis_flags(p)
+    p.add_argument("--json", metavar="FILE", help="write {summary, rows} as JSON here")
+    p.set_defaults(func=_run_analyze)
+
+
+def _run_analyze(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .convert import analyze_rows
+    from .sweep import SETTINGS, _atomic_write
+
+    rows = _rows(args.dir)
+    settings_path = Path(args.dir) / SETTINGS
+    settings = json.loads(settings_path.read_text()) if settings_path.is_file() else None
+    result = analyze_rows(rows, method=args.method, M=args.M, link=args.link, settings=settings)
+    print(result["summary"])
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, json.dumps(result, indent=2, allow_nan=False) + "\n")
+        print(f"llm-bridge analyze: {len(rows)} runs -> {path}")
+    return 0
+
+
 # --- entry point --------------------------------------------------------------------------
 
 
@@ -159,12 +319,16 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``llm-bridge`` parser with all its subcommands."""
     parser = argparse.ArgumentParser(
         prog="llm-bridge",
-        description="Synthesize the paper's preference datasets and DPO-train LLMs on them.",
+        description="Synthesize the paper's preference datasets, DPO-train LLMs on them, probe "
+        "what they learned and analyse it with prefjax.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_synth(sub)
     _add_train(sub)
+    _add_sweep(sub)
+    _add_plot(sub)
+    _add_analyze(sub)
     return parser
 
 
@@ -181,8 +345,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print(
-            f"llm-bridge {args.command}: interrupted. For `train`, run the same command again "
-            "to resume from the last checkpoint.",
+            f"llm-bridge {args.command}: interrupted. For `train` and `sweep`, run the same "
+            "command again to resume (train: from the last checkpoint; sweep: finished runs are "
+            "kept and skipped).",
             file=sys.stderr,
         )
         return 130
