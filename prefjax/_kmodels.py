@@ -153,7 +153,7 @@ class KModel:
 PLACKETT_LUCE = KModel("plackett_luce", GUMBEL)
 MODEL_NAMES = ("plackett_luce", "probit", "gumbel")
 DEFAULT_CELLS = 96
-SCORE_VIEW_CELLS = 64  # the recursion's grid in score-view integrals (accuracy ~1e-10)
+SCORE_VIEW_CELLS = 40  # the recursion's grid in score-view integrals (cells ~1 wide)
 DEFAULT_NODES = 8
 
 
@@ -246,6 +246,7 @@ _INNER_NODES = 4
 _CELL = 0.5
 _CHUNK = 120
 _SCAN = 241  # points of the scan for folds along d
+_SCAN_RU = 61  # the same for the (costly) random-utility models
 _SCAN_ROUNDS = 12
 _LEVEL = math.asinh(1.0)
 _LOG2 = math.log(2.0)
@@ -471,8 +472,9 @@ def implied_area(
     # a slice's interval is born with a square-root profile. Gauss-Kronrod's error estimate can
     # miss such a kink inside an interval; at an end point the adaptive bisection resolves it.
     # A scan of _SCAN points brackets each change, and _SCAN_ROUNDS rounds of sampling inside
-    # all brackets at once (one chunk per round) shrink them to ~1e-12 of the range.
-    grid = np.linspace(-tail, tail, _SCAN)
+    # all brackets at once (one chunk per round) shrink them to ~1e-10 of the range (a kink that
+    # close to a breakpoint changes the area by ~(1e-10)^1.5).
+    grid = np.linspace(-tail, tail, _SCAN if model.cells == 0 else _SCAN_RU)
     _, counts = slices(grid)
     changes = np.nonzero(counts[:-1] != counts[1:])[0]
     lo, hi = grid[changes], grid[changes + 1]
@@ -490,7 +492,7 @@ def implied_area(
             new_hi = np.where(first < per, pts[np.arange(lo.size), np.minimum(first, per - 1)], hi)
             new_lo = np.where(first > 0, pts[np.arange(lo.size), np.maximum(first - 1, 0)], lo)
             lo, hi = new_lo, new_hi
-            if np.all(hi - lo <= 1e-12 * tail):
+            if np.all(hi - lo <= 1e-10 * tail):
                 break
     breaks = np.unique(np.concatenate([np.linspace(-tail, tail, 9), 0.5 * (lo + hi)]))
 

@@ -69,7 +69,7 @@ def theorem2_table(
     scores=None,
     u: int = 0,
     v: int = 1,
-    score_view: bool = True,
+    score_view=("plackett_luce",),
     rtol: float = 1e-8,
 ) -> Theorem2Table:
     """Theorem 2, row by row: A(Omega_M(p_ij, p_ik)) of each link against the K-tuple areas.
@@ -92,9 +92,10 @@ def theorem2_table(
     The paper's proof bounds the pairwise area below by 1/(5 M^2) > 1/(6 M^2) >= beta^2 /
     (6 alpha M^2) (Appendix B.3), a bound that holds for K = 2 (alpha = beta = 1) as well.
 
-    Cost: the paper's view is instant; each score-view area is a 2-D integral: about a second
-    for Plackett-Luce, tens of seconds for the probit model (each point costs a recursion).
-    ``score_view=False`` skips them.
+    Cost: the paper's view is instant. Each score-view area is a 2-D integral: a few seconds
+    for Plackett-Luce (plus a compilation per K), about half a minute to a minute and a half
+    for the K-tuple probit model (every point costs three recursions), which is therefore only
+    computed when asked for (``score_view=True`` or ``("plackett_luce", "probit")``).
 
     Args:
         links: links (default: ``(prefjax.logistic, prefjax.probit)``).
@@ -102,7 +103,8 @@ def theorem2_table(
         Ks: tuple lengths, >= 2 (Theorem 2: K > 2; the score view needs K >= 3).
         scores: (N,) scores with N >= max(Ks); default all equal (zeros).
         u, v: positions of the pair, 0 <= u < v < min(Ks).
-        score_view: compute the score-based areas.
+        score_view: which K-tuple models get score-based areas: a tuple of "plackett_luce"
+            and/or "probit", True (both) or False (none).
         rtol: relative error target of the numeric areas.
 
     Returns:
@@ -135,6 +137,13 @@ def theorem2_table(
             f"{scores.shape}"
         )
     u, v_ = pl._check_positions(u, v, min(Ks))
+    if score_view is True:
+        score_view = ("plackett_luce", "probit")
+    elif score_view is False or score_view is None:
+        score_view = ()
+    score_view = tuple(
+        vd.check_choice("score_view", m, ("plackett_luce", "probit")) for m in score_view
+    )
 
     rows = Theorem2Table()
     for g in links:
@@ -148,7 +157,7 @@ def theorem2_table(
                 paper = float(pl.region_area(M, alpha, beta))
                 numeric = pl.numeric_region_area(M, alpha, beta, rtol=rtol).value
                 score_area = None
-                if score_view and model is not None and k >= 3:
+                if model in score_view and k >= 3:
                     score_area = pl.score_view_area(scores, omega, u, v_, M, model=model).value
                 rows.append(
                     {

@@ -8,6 +8,10 @@ ranking *among the K options shown*, as in Eq. (6): options outside ``omega`` pl
 
 Notes on the paper (each checked by a test in ``tests/prefjax/test_plackett_luce*.py``):
 
+* Eq. (6) ranks only the K options in omega, so for K < N the K! rankings of each K-subset
+  sum to 1 and all K-permutations of the N options to C(N, K); a total of 1 would need the
+  top-K-of-N model (every remaining option in each denominator), which is not Eq. (6).
+
 * Lemma 5 lets omega'_uv be *any* (K-2)-permutation of O \\ {o_u, o_v}. The ratio
   p_omega_vu / p_omega_uv (Eq. (8)) does not depend on that choice, but p_omega_uv and
   p_omega_vu themselves do: another choice multiplies both by a common factor c, and the

@@ -152,12 +152,6 @@ def test_k3_area_against_rays_of_the_hand_inverted_map(M, wrt):
     assert est.error < RTOL_AREA_PL * want
 
 
-def test_k3_image_is_the_triangle():
-    """M -> 0: the whole image, {x, y > 0, x + y < 1}, area 1/2."""
-    est = pl.score_view_area([0.0, 0.0, 0.0], (0, 1, 2), 0, 1, 1e-300)
-    assert est.value == pytest.approx(0.5, rel=1e-6)
-
-
 @pytest.mark.slow
 def test_lemma1_area_for_the_probit_model_matches_the_region_machinery():
     """K = 2 probit (the recursion, score view) against prefjax.region_area (Eq. (2) slices)."""

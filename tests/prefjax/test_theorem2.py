@@ -114,3 +114,5 @@ def test_table_bad_input():
         prefjax.theorem2_table(Ks=[3, 6], scores=np.zeros(4), score_view=False)
     with pytest.raises(TypeError, match="links"):
         prefjax.theorem2_table(links=["logistic"], score_view=False)
+    with pytest.raises(ValueError, match="unknown score_view 'cauchit'"):
+        prefjax.theorem2_table(Ks=[3], score_view=("cauchit",))
