@@ -38,7 +38,7 @@ def pl_regions(alpha=1.01, beta=0.99, Ms: Sequence[float] = FIG2_MS, n: int = 40
         A matplotlib Figure with two axes.
 
     Examples:
-        >>> from prefjax._pl_plot import pl_regions  # public: prefjax.plot.pl_regions
+        >>> from prefjax.plot import pl_regions
         >>> fig = pl_regions()
         >>> len(fig.axes)
         2
@@ -112,7 +112,7 @@ def area_vs_k(
         A matplotlib Figure with two axes.
 
     Examples:
-        >>> from prefjax._pl_plot import area_vs_k  # public: prefjax.plot.area_vs_k
+        >>> from prefjax.plot import area_vs_k
         >>> fig = area_vs_k([1.0, 0.3, 0.0, -0.4, -1.0], Ms=[2.0, 10.0])
         >>> [ax.get_xlabel() for ax in fig.axes]
         ['K', 'K']

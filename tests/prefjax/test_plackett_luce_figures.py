@@ -10,7 +10,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from prefjax import bradley_terry as bt  # noqa: E402
 from prefjax import plackett_luce as pl  # noqa: E402
-from prefjax._pl_plot import area_vs_k, pl_regions  # noqa: E402
+from prefjax.plot import area_vs_k, pl_regions  # noqa: E402
 
 RTOL_POLYGON = 1e-4  # the boundary drawn with 400 points per curve
 
