@@ -91,25 +91,24 @@ def _rel(a, b) -> float:
 EX1 = {"model1": (0.9999, 0.02), "model2": (0.9801, 0.02)}
 
 
-def example1_model(name: str, stated: str) -> ClaimResult:
+def implied_pij_claim(section: str, name: str, stated: str) -> ClaimResult:
+    """A stated p_ij for one of Example 1's points, recomputed by Lemma 1 (Eq. (3))."""
     p_ik, p_kj = EX1[name]
     p_ij = float(prefjax.compose(prefjax.logistic, p_ik, p_kj))
+    where, statement = {
+        "example1": (
+            "Example 1 (Section 2.3)",
+            f"With (p_ik, p_kj) = ({p_ik}, {p_kj}), Eq. (3) gives p_ij ≈ {stated}.",
+        ),
+        "sec3_1": (
+            "Section 3.1, second consequence",
+            f"A model fit perfectly to (p_ik, p_kj) = ({p_ik}, {p_kj}) assigns {stated} to (o_i, o_j).",
+        ),
+    }[section]
     return number_claim(
-        f"example1.{name}", "Example 1 (Section 2.3)",
-        f"With (p_ik, p_kj) = ({p_ik}, {p_kj}), Eq. (3) gives p_ij ≈ {stated}.",
-        stated, p_ij, "prefjax.compose(prefjax.logistic, p_ik, p_kj)",
+        f"{section}.{name}", where, statement, stated, p_ij,
+        "prefjax.compose(prefjax.logistic, p_ik, p_kj)",
         f"Eq. (3) with mpmath: {float(_mp_eq3(p_ik, p_kj)):.6f}.",
-    )  # fmt: skip
-
-
-def sec3_1_model(name: str, stated: str) -> ClaimResult:
-    p_ik, p_kj = EX1[name]
-    p_ij = float(prefjax.compose(prefjax.logistic, p_ik, p_kj))
-    return number_claim(
-        f"sec3_1.{name}", "Section 3.1, second consequence",
-        f"A model fit perfectly to (p_ik, p_kj) = ({p_ik}, {p_kj}) assigns {stated} to (o_i, o_j).",
-        stated, p_ij, "prefjax.compose(prefjax.logistic, p_ik, p_kj)",
-        "The same computation as Example 1, whose text states 0.96 for this point.",
     )  # fmt: skip
 
 
@@ -381,11 +380,11 @@ def sec3_2_k_trend() -> ClaimResult:
 def registry() -> list[tuple[str, Callable[[], ClaimResult | list[ClaimResult]]]]:
     """(label, thunk) pairs in report order; a thunk may return several claims."""
     items: list = [
-        ("example1.model1", lambda: example1_model("model1", "0.96")),
-        ("example1.model2", lambda: example1_model("model2", "0.50")),
+        ("example1.model1", lambda: implied_pij_claim("example1", "model1", "0.96")),
+        ("example1.model2", lambda: implied_pij_claim("example1", "model2", "0.50")),
         ("example1.in_omega20", example1_in_omega20),
-        ("sec3_1.model1", lambda: sec3_1_model("model1", "0.95")),
-        ("sec3_1.model2", lambda: sec3_1_model("model2", "0.50")),
+        ("sec3_1.model1", lambda: implied_pij_claim("sec3_1", "model1", "0.95")),
+        ("sec3_1.model2", lambda: implied_pij_claim("sec3_1", "model2", "0.50")),
         ("eq5.gamma0", eq5_gamma0),
     ]
     items += [(f"prop1.M{M:g}", lambda M=M: prop1(M)) for M in (1.01, 2.0, 3.0, 5.0, 10.0)]
