@@ -275,15 +275,11 @@ def _slice_lengths(g: Link, s, log_m, u_grid):
     right_F = jnp.stack([mid_F, Fg[:, 1:]], axis=2).reshape(m, -1)
     noise = jnp.repeat(noise, 2, axis=1)[:, 1:-1]  # one per sub-cell end, near enough
 
-    change = (left_F > 0) != (right_F > 0)
-    too_many = jnp.sum(change, axis=1) > _MAX_ROOTS
-    # Many sign changes of a tiny F are rounding noise on a flat F (a slice at the very edge
-    # of the region, where the set shrinks to nothing): those slices get the grid's estimate
-    # below. Many changes of a large F are a link this method does not handle.
-    flat = jnp.all(
-        ~change | ((jnp.abs(left_F) <= 64 * noise) & (jnp.abs(right_F) <= 64 * noise)), axis=1
-    )
-    overflow = too_many & ~flat
+    # A sign change between two values of rounding size is noise on a flat stretch of F (the
+    # far tails, where g'(u + c)/g'(u) tends to a constant that may equal M): not a crossing.
+    noisy = (jnp.abs(left_F) <= 64 * noise) & (jnp.abs(right_F) <= 64 * noise)
+    change = ((left_F > 0) != (right_F > 0)) & ~noisy
+    overflow = jnp.sum(change, axis=1) > _MAX_ROOTS  # a link this method does not handle
     col = jnp.arange(change.shape[1], dtype=Fg.dtype)
     order = _smallest(jnp.where(change, col, jnp.inf), _MAX_ROOTS)  # the first ones, in order
     take = lambda a: jnp.take_along_axis(a, order, axis=1)  # noqa: E731
@@ -301,8 +297,8 @@ def _slice_lengths(g: Link, s, log_m, u_grid):
     a, b = jax.lax.fori_loop(0, _BISECT, bisect, (a, b))
     roots = jnp.where(valid, 0.5 * (a + b), jnp.nan)
 
-    start_inside = Fg[:, 0] > 0
-    end_inside = Fg[:, -1] > 0
+    start_inside = Fg[:, 0] > 64 * noise[:, 0]
+    end_inside = Fg[:, -1] > 64 * noise[:, -1]
     bounds = jnp.concatenate(
         [
             jnp.where(start_inside, -jnp.inf, jnp.nan)[:, None],
@@ -314,11 +310,9 @@ def _slice_lengths(g: Link, s, log_m, u_grid):
     bounds = jnp.sort(bounds, axis=1)  # -inf, roots ascending, +inf, NaN padding last
     pairs = bounds.reshape(m, -1, 2)
     lengths = _interval_length(g, pairs[..., 0], pairs[..., 1])
-    exact = jnp.sum(jnp.where(jnp.isnan(lengths), 0.0, lengths), axis=1)
-    cells = _interval_length(g, u_grid[:-1], u_grid[1:])  # the same for every slice
-    on_grid = jnp.sum(cells * 0.5 * ((Fg[:, :-1] > 0) + (Fg[:, 1:] > 0)), axis=1)
+    total = jnp.sum(jnp.where(jnp.isnan(lengths), 0.0, lengths), axis=1)
     pieces = jnp.sum(~jnp.isnan(pairs[..., 0]), axis=1)  # intervals in the slice's set
-    return jnp.where(too_many, on_grid, exact), overflow, pieces
+    return total, overflow, pieces
 
 
 def _smallest(x, k):
