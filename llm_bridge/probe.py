@@ -214,27 +214,48 @@ def _stop_ids(model, tokenizer) -> set[int]:
     return ids
 
 
-def _answer_ids(tokenizer, question: str, answer: str, stop: set[int]) -> list[int]:
-    """The tokens the model would generate to give ``answer``: the answer as the chat template
+def _answer_ids(
+    tokenizer, question: str, answers: Sequence[str], stop: set[int]
+) -> list[list[int]]:
+    """The tokens the model would generate to give each answer: the answer as the chat template
     renders an assistant turn, up to and including the first end-of-turn token.
 
     The prompt and the answer are tokenized separately, as in generation (the prompt is the
     model's input, the answer its output), which is also how TRL tokenizes preference pairs.
     """
     prompt = _prompt_text(tokenizer, question)
-    messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
-    full = tokenizer.apply_chat_template(messages, tokenize=False)
-    if full.startswith(prompt) and answer in full[len(prompt) :]:
-        suffix = full[len(prompt) :]
-        ids = tokenizer(suffix, add_special_tokens=False)["input_ids"]
-        for k, tok in enumerate(ids):
-            if tok in stop:
-                return ids[: k + 1]
-        return ids
-    # A template that renders history differently from a generation prompt (e.g. one that
-    # strips reasoning blocks): score the bare answer followed by the end-of-turn token.
-    ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
-    return ids + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
+    out = []
+    for answer in answers:
+        messages = [
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": answer},
+        ]
+        full = tokenizer.apply_chat_template(messages, tokenize=False)
+        if full.startswith(prompt) and answer in full[len(prompt) :]:
+            ids = tokenizer(full[len(prompt) :], add_special_tokens=False)["input_ids"]
+            ends = [k for k, tok in enumerate(ids) if tok in stop]
+            out.append(ids[: ends[0] + 1] if ends else ids)
+        else:
+            # A template that renders history differently from a generation prompt (e.g. one
+            # that strips reasoning blocks): the bare answer followed by the end-of-turn token.
+            ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+            eos = tokenizer.eos_token_id
+            out.append(ids + ([eos] if eos is not None else []))
+    return out
+
+
+def _batches(lengths: Sequence[int], batch_size: int, slack: int = 2) -> list[list[int]]:
+    """Indices grouped into batches of similar length (at most ``slack`` tokens of padding per
+    sequence, at most ``batch_size`` sequences): padded positions cost as much as real ones."""
+    order = sorted(range(len(lengths)), key=lambda k: lengths[k])
+    batches: list[list[int]] = []
+    for k in order:
+        if batches and len(batches[-1]) < batch_size:
+            if lengths[k] - lengths[batches[-1][0]] <= slack:
+                batches[-1].append(k)
+                continue
+        batches.append([k])
+    return batches
 
 
 # --- scoring answers --------------------------------------------------------------------------
@@ -273,10 +294,9 @@ def answer_logprobs(
     device = next(model.parameters()).device
     stop = _stop_ids(model, tokenizer)
     prompt_ids = tokenizer(_prompt_text(tokenizer, question), add_special_tokens=False)["input_ids"]
-    suffixes = [_answer_ids(tokenizer, question, ans, stop) for ans in answers]
+    suffixes = _answer_ids(tokenizer, question, answers, stop)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out = [0.0] * len(answers)
-    order = sorted(range(len(answers)), key=lambda k: len(suffixes[k]))  # little padding
     cache, first_logp = None, None
     if prefix_reuse:
         params = _base_forward_params(model)
@@ -285,8 +305,7 @@ def answer_logprobs(
         result = model(input_ids=prompt, use_cache=True)
         cache = _cache_of(result)
         first_logp = torch.log_softmax(result.logits[0, -1].float(), dim=-1)  # (V,)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
+    for idx in _batches([len(ids) for ids in suffixes], batch_size):
         width = max(len(suffixes[k]) for k in idx)
         x = torch.full((len(idx), width), pad, dtype=torch.long)  # (B, La), right-padded
         real = torch.zeros((len(idx), width), dtype=torch.bool)

@@ -225,6 +225,11 @@ class SweepConfig:
             for seed in range(self.seeds)
         ]
 
+    def shard_runs(self) -> list[RunSpec]:
+        """The runs of this shard: run k of ``runs()`` when k mod n = i for ``shard = "i/n"``."""
+        i, n = _parse_shard(self.shard)
+        return [spec for k, spec in enumerate(self.runs()) if k % n == i]
+
     def train_config(self, spec: RunSpec):
         """The ``DPOTrainConfig`` of one run."""
         from .train import preset as train_preset
@@ -554,8 +559,7 @@ def run_sweep(
     out.mkdir(parents=True, exist_ok=True)
     _check_settings(out, config.settings())
     runs = config.runs()
-    i, n_shards = _parse_shard(config.shard)
-    mine = [spec for k, spec in enumerate(runs) if k % n_shards == i]
+    mine = config.shard_runs()
     finished = {row["run_id"] for row in read_rows(out)}
     todo = [spec for spec in mine if spec.run_id not in finished]
     skipped = [spec.run_id for spec in mine if spec.run_id in finished]

@@ -1,0 +1,229 @@
+"""The sweep: grid parsing, presets, shards, the results store, and resuming after a crash."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from llm_bridge import sweep as sweep_module
+from llm_bridge.cli import main
+from llm_bridge.sweep import (
+    PRESETS,
+    SweepConfig,
+    append_row,
+    parse_grid,
+    read_rows,
+    run_sweep,
+)
+
+# Two runs on tiny-random, one optimizer step each: seconds per run.
+TINY = dict(
+    model="tiny-random",
+    p23=("0.2,0.8",),
+    seeds=1,
+    n=8,
+    probe=("likelihood",),
+    train={"max_steps": 1, "batch_size": 4, "lora_r": 4, "learning_rate": 1e-2},
+)
+
+
+def test_parse_grid():
+    values = parse_grid("0:1:0.05")
+    assert len(values) == 21 and values[3] == 0.15 and values[-1] == 1.0
+    assert parse_grid(("0.3", "0:0.1:0.05", "0.3")) == (0.0, 0.05, 0.1, 0.3)
+    for bad in ("0:1", "a", "0:1:0", "1:0:0.1", "1.5"):
+        with pytest.raises(ValueError, match="p23 grid"):
+            parse_grid(bad)
+
+
+def test_config_validation():
+    for field, value, match in [
+        ("seeds", 0, "seeds"),
+        ("probe", ("likelihood", "vibes"), "probe"),
+        ("probe", ("sample", "sample"), "probe"),
+        ("samples", 0, "samples"),
+        ("shard", "2/2", "shard"),
+        ("shard", "x", "shard"),
+        ("train_preset", "gpu", "train_preset"),
+        ("train", {"output_dir": "x"}, "may not set"),
+        ("train", {"batch_size": 0}, "batch_size"),
+        ("order", ("dog", "dog", "cat"), "distinct"),
+        ("p12", 1.5, "p12"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            SweepConfig(**{field: value})
+
+
+def test_presets():
+    quick = PRESETS["quick"]
+    runs = quick.runs()
+    assert len({r.order for r in runs}) == 1 and len({r.seed for r in runs}) == 1
+    assert 5 <= len(runs) <= 7 and quick.probe == ("likelihood",)
+    paper = PRESETS["paper"]
+    assert len(paper.runs()) == 6 * 21 * 3  # six orders x p23 = 0, 0.05, ..., 1 x three seeds
+    assert {r.order for r in paper.runs()} == {
+        ("dog", "bird", "cat"),
+        ("dog", "cat", "bird"),
+        ("bird", "dog", "cat"),
+        ("bird", "cat", "dog"),
+        ("cat", "dog", "bird"),
+        ("cat", "bird", "dog"),
+    }
+    assert paper.samples == 200 and "sample" in paper.probe and not paper.exact
+    t = paper.train_config(paper.runs()[0])
+    # Appendix C.1: one epoch, learning rate 5e-6, beta' = 0.1, 8-bit AdamW, full training
+    assert (t.epochs, t.learning_rate, t.beta, t.optim, t.lora_r) == (
+        1.0,
+        5e-6,
+        0.1,
+        "adamw_bnb_8bit",
+        0,
+    )
+
+
+def test_shards_partition_the_grid():
+    config = SweepConfig(permute=True, p23=("0:1:0.25",), seeds=2)
+    every = [r.run_id for r in config.runs()]
+    assert len(every) == len(set(every)) == 6 * 5 * 2
+    parts = [
+        [
+            r.run_id
+            for r in SweepConfig(
+                permute=True, p23=("0:1:0.25",), seeds=2, shard=f"{i}/4"
+            ).shard_runs()
+        ]
+        for i in range(4)
+    ]
+    assert sorted(sum(parts, [])) == sorted(every)  # every run in exactly one shard
+    assert all(14 <= len(p) <= 16 for p in parts)
+
+
+def _fake_row(run_id, p13=0.5):
+    est = {"p": p13, "ci_low": p13, "ci_high": p13, "method": "likelihood", "n": 120}
+    return {
+        "run_id": run_id,
+        "order": ["dog", "bird", "cat"],
+        "p12_data": 0.99,
+        "p23_data": 0.1,
+        "seed": 0,
+        "n": 8,
+        "dataset": {"p12_hat": 1.0, "p23_hat": 0.0},
+        "train": {"steps": 1, "loss": 0.69},
+        "probes": {"likelihood": {k: {**est, "details": {}} for k in ("p12", "p23", "p13")}},
+        "seconds": 1.0,
+    }
+
+
+def test_store_survives_a_torn_line(tmp_path):
+    append_row(tmp_path, _fake_row("a"))
+    with open(tmp_path / "results.jsonl", "a") as fh:
+        fh.write('{"run_id": "b", "order": [')  # a crash in mid-write
+    with pytest.warns(UserWarning, match="not JSON"):
+        append_row(tmp_path, _fake_row("c"))
+    append_row(tmp_path, _fake_row("c", p13=0.9))  # already there: not written twice
+    with pytest.warns(UserWarning):
+        rows = read_rows(tmp_path)
+    assert [r["run_id"] for r in rows] == ["a", "c"] and rows[1]["probes"]["likelihood"]
+    lines = (tmp_path / "results.csv").read_text().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("run_id,order,p12_data")
+    assert lines[2].split(",")[0] == "c"
+
+
+def test_other_settings_in_the_same_directory_are_refused(tmp_path):
+    sweep_module._check_settings(tmp_path, SweepConfig(**TINY).settings())
+    # a different grid is fine, other shared settings are not
+    sweep_module._check_settings(tmp_path, SweepConfig(**{**TINY, "seeds": 3}).settings())
+    with pytest.raises(ValueError, match="other settings"):
+        sweep_module._check_settings(tmp_path, SweepConfig(**{**TINY, "n": 16}).settings())
+
+
+class _Crash(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_sweep_resumes_after_a_crash_without_lost_or_repeated_rows(tmp_path):
+    config = SweepConfig(out=str(tmp_path), **TINY)
+    first, second = (r.run_id for r in config.runs())
+    seen = []
+
+    def crash_after_training_the_second(stage, spec):
+        seen.append((stage, spec.run_id))
+        if stage == "trained" and spec.run_id == second:
+            raise _Crash
+
+    with pytest.raises(_Crash):
+        run_sweep(config, progress=False, on_event=crash_after_training_the_second)
+    rows = read_rows(tmp_path)
+    assert [r["run_id"] for r in rows] == [first]
+    first_line = (tmp_path / "results.jsonl").read_text().splitlines()[0]
+
+    seen.clear()
+    result = run_sweep(config, progress=False, on_event=lambda stage, spec: seen.append(stage))
+    assert result.done == [second] and result.skipped == [first]
+    assert seen[0] == "start" and seen.count("start") == 1  # the first run is not redone
+    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and lines[0] == first_line
+    rows = read_rows(tmp_path)
+    assert [r["run_id"] for r in rows] == [first, second]
+    # the second run's training had finished before the crash: it was loaded, not redone
+    manifest = json.loads((tmp_path / "runs" / second / "manifest.json").read_text())
+    assert manifest["global_step"] == 1 and rows[1]["train"]["steps"] == 1
+    for row in rows:
+        for pair in ("p12", "p23", "p13"):
+            r = row["probes"]["likelihood"][pair]
+            assert 0.0 < r["p"] < 1.0 and r["ci_low"] <= r["p"] <= r["ci_high"]
+    assert len((tmp_path / "results.csv").read_text().splitlines()) == 3
+    assert not (tmp_path / "runs" / first / "checkpoints").exists()  # kept: model/, not states
+    assert (tmp_path / "runs" / first / "model" / "adapter_model.safetensors").is_file()
+
+    # a third call has nothing to do
+    again = run_sweep(config, progress=False)
+    assert again.done == [] and len(again.rows) == 2
+
+
+@pytest.mark.slow
+def test_sweep_killed_mid_run_then_resumed_from_the_command_line(tmp_path):
+    # A real SIGKILL (no cleanup runs) while the first run is being probed, then the CLI.
+    out = tmp_path / "sweep"
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from llm_bridge.sweep import SweepConfig, run_sweep
+        config = SweepConfig(out={str(out)!r}, **{TINY!r})
+        def kill(stage, spec):
+            if stage.startswith("probe"):
+                os.kill(os.getpid(), signal.SIGKILL)
+        run_sweep(config, progress=False, on_event=kill)
+        """
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    killed = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    assert not (out / "results.jsonl").exists() or not read_rows(out)
+    flags = ["--model", "tiny-random", "--p23", "0.2,0.8", "--seeds", "1", "--n", "8"]
+    flags += ["--train-max-steps", "1", "--train-batch-size", "4", "--train-lora-r", "4"]
+    flags += ["--train-learning-rate", "0.01", "--out", str(out), "--quiet"]
+    resumed = subprocess.run(
+        [sys.executable, "-m", "llm_bridge.cli", "sweep", *flags],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "2 of 2 runs finished" in resumed.stdout and "2 done now" in resumed.stdout
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert sorted(json.loads(x)["run_id"] for x in lines) == sorted(
+        r.run_id for r in SweepConfig(out=str(out), **TINY).runs()
+    )
+    # plot and analyze read the same directory
+    assert main(["plot", str(out), "--out", str(tmp_path / "fig3.png")]) == 0
+    assert (tmp_path / "fig3.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["analyze", str(out), "--json", str(tmp_path / "a.json")]) == 0
+    analysis = json.loads(Path(tmp_path / "a.json").read_text())
+    assert len(analysis["rows"]) == 2 and "2 run(s)" in analysis["summary"]
