@@ -78,8 +78,8 @@ class Estimate(NamedTuple):
         details = get("details") or {}
         if get("method") == "sample" and "preferred_a" in details:
             count = int(details["preferred_a"]) + int(details["preferred_b"])
-        elif get("count") is not None:
-            count = int(get("count"))
+        elif isinstance(get("count"), int):  # (a NamedTuple's .count is a method)
+            count = get("count")
         low = get("ci_low", get("low"))
         high = get("ci_high", get("high"))
         return cls(float(get("p")), float(low), float(high), count)

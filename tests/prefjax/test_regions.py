@@ -100,7 +100,9 @@ def test_quad_matches_scipy_for_the_numeric_mixture():
         for k in turns[(np.abs(dF[turns - 1]) > 1e-9) & (np.abs(dF[turns]) > 1e-9)]:
             sign = 1.0 if Fu[k] > Fu[k - 1] else -1.0
             res = optimize.minimize_scalar(
-                lambda x, sign=sign: -sign * F(x), bounds=(u[k - 1], u[k + 1]), method="bounded",
+                lambda x, sign=sign: -sign * F(x),
+                bounds=(u[k - 1], u[k + 1]),
+                method="bounded",
                 options={"xatol": 1e-12},
             )
             nodes.append(res.x)
