@@ -173,7 +173,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--preset",
         choices=sorted(PRESETS),
-        help="'quick' (CPU, about 10 minutes with smollm2) or 'paper' (Section 4 on a GPU); "
+        help="'quick' (CPU, about 15 minutes with smollm2) or 'paper' (Section 4 on a GPU); "
         "without it the defaults below apply",
     )
     add_arguments(p, SweepConfig, skip=("train",), title="sweep")

@@ -33,6 +33,7 @@ no arbitrary unpickling.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -311,6 +312,26 @@ def _write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+@contextlib.contextmanager
+def _progress_bars(show: bool):
+    """The progress bars of ``datasets`` and of TRL's reference precompute (``TQDM_DISABLE``)
+    on or off inside the block; both as they were after it."""
+    from datasets.utils import logging as datasets_logging
+
+    was, env = datasets_logging.is_progress_bar_enabled(), os.environ.get("TQDM_DISABLE")
+    if not show:
+        datasets_logging.disable_progress_bar()
+        os.environ["TQDM_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        (datasets_logging.enable_progress_bar if was else datasets_logging.disable_progress_bar)()
+        if env is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = env
+
+
 def train_dpo(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -341,6 +362,7 @@ def train_dpo(
     import torch
     from peft import LoraConfig
     from transformers import set_seed
+    from transformers.trainer_callback import PrinterCallback
     from trl import DPOConfig, DPOTrainer
 
     from .data import dataset_sha256, manifest_path, save_jsonl
@@ -473,16 +495,19 @@ def train_dpo(
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)
 
     model.to(device)
-    trainer = DPOTrainer(
-        model=model,
-        ref_model=ref_model,
-        args=dpo_args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=[_jsonl_log(log_path), *(callbacks or [])],
-    )
-    with warnings.catch_warnings():
+    with _progress_bars(progress):  # TRL tokenizes and precomputes here
+        trainer = DPOTrainer(
+            model=model,
+            ref_model=ref_model,
+            args=dpo_args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=[_jsonl_log(log_path), *(callbacks or [])],
+        )
+    if not progress:  # with its bars off the Trainer prints every log dict; the JSONL has them
+        trainer.remove_callback(PrinterCallback)
+    with warnings.catch_warnings(), _progress_bars(progress):
         # peft asks the hub whether the base model's vocabulary changed each time it saves an
         # adapter; "smollm2" and "tiny-random" are not hub ids, and the answer does not matter
         # (the adapter never touches the embeddings).

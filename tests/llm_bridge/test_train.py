@@ -106,11 +106,16 @@ def test_dataset_and_tokenizer_checks(tmp_path, dataset):
 
 
 @pytest.mark.slow
-def test_two_lora_steps(tmp_path, dataset):
+def test_two_lora_steps(tmp_path, dataset, capfd):
     model, tok = load_model("tiny-random")
     cfg = preset("cpu", output_dir=str(tmp_path / "run"), max_steps=2, **FAST)
     result = train_dpo(model, tok, dataset, cfg, progress=False)
     out = tmp_path / "run"
+
+    # progress=False: no bars, no printed log dicts (the sweep draws its own bar)
+    printed = capfd.readouterr()
+    assert "'loss'" not in printed.out and "it/s" not in printed.err + printed.out
+    assert "Computing reference log probs" not in printed.err
 
     # loss logged once per step, finite, starting at log 2 (policy == reference at step 1)
     log = _steps(result.log_path)
