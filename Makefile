@@ -8,6 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.installed
 PYTEST_ARGS ?=
+REPRODUCE_ARGS ?=
 OUT        ?= report
 
 .PHONY: setup test test-fast lint reproduce docs bench clean
@@ -36,7 +37,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check prefjax llm_bridge tests bench examples
 
 reproduce: $(STAMP)
-	$(PY) -m prefjax.cli reproduce --out $(OUT)
+	$(PY) -m prefjax.cli reproduce --out $(OUT) $(REPRODUCE_ARGS)
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict

@@ -307,6 +307,20 @@ def _how_to_get(name: str, err: Exception) -> str:
     )
 
 
+@contextlib.contextmanager
+def _transformers_bars(show: bool):
+    """transformers' progress bars ("Loading weights") on or off inside the block only."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    if not show:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        (hf_logging.enable_progress_bar if was else hf_logging.disable_progress_bar)()
+
+
 def load_model(
     name_or_path: str | os.PathLike = SMOLLM2,
     *,
@@ -380,13 +394,14 @@ def load_model(
             tokenizer = AutoTokenizer.from_pretrained(
                 source, trust_remote_code=trust_remote_code, revision=revision
             )
-            model = AutoModelForCausalLM.from_pretrained(
-                source,
-                dtype=dtype,
-                trust_remote_code=trust_remote_code,
-                revision=revision,
-                use_safetensors=True,
-            )
+            with _transformers_bars(progress):
+                model = AutoModelForCausalLM.from_pretrained(
+                    source,
+                    dtype=dtype,
+                    trust_remote_code=trust_remote_code,
+                    revision=revision,
+                    use_safetensors=True,
+                )
         except OSError as err:
             raise ModelNotFoundError(_how_to_get(name, err)) from err
     if tokenizer.pad_token is None:

@@ -78,7 +78,7 @@ def figure3(
     orders = sorted(by_order)
     cols = min(3, len(orders))
     nrows = -(-len(orders) // cols)
-    fig = Figure(figsize=(4.6 * cols, 4.0 * nrows + 0.6), layout="constrained")
+    fig = Figure(figsize=(max(4.6 * cols, 7.5), 4.0 * nrows + 1.0), layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrows, cols, sharex=True, sharey=True, squeeze=False))
     grid = np.linspace(0.0, 1.0, 401)[1:-1]
     for ax in axes.flat[len(orders) :]:
@@ -131,7 +131,8 @@ def figure3(
     for ax in axes[:, 0]:
         ax.set_ylabel("learned preference probability")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+    ncols = 2 if cols == 1 else 3  # one panel is too narrow for three legend columns
+    fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize=8, frameon=False)
     seeds = len({r["seed"] for r in rows})
     model = rows[0].get("model", "model")
     fig.suptitle(
@@ -149,6 +150,6 @@ def save_figure3(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig = figure3(rows, **kwargs)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=dpi)
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")  # nothing clipped at the edges
     os.replace(tmp, path)
     return path

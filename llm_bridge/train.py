@@ -495,7 +495,9 @@ def train_dpo(
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)
 
     model.to(device)
-    with _progress_bars(progress):  # TRL tokenizes and precomputes here
+    with _progress_bars(progress), warnings.catch_warnings():  # TRL tokenizes, precomputes
+        # TRL 1.16 asks transformers 5 for a property it has renamed; nothing to act on here.
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
         trainer = DPOTrainer(
             model=model,
             ref_model=ref_model,
@@ -513,6 +515,7 @@ def train_dpo(
         # (the adapter never touches the embeddings).
         warnings.filterwarnings("ignore", message="Could not find a config file in")
         warnings.filterwarnings("ignore", message="Unable to fetch remote file")
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
     if config.lora_r > 0:
