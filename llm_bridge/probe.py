@@ -182,8 +182,9 @@ def wilson_interval(k: int, n: int, z: float = _Z) -> tuple[float, float]:
 
     center = (k + z^2/2) / (n + z^2), half-width = z sqrt(k (n - k) / n + z^2 / 4) / (n + z^2).
 
-    >>> [round(x, 4) for x in wilson_interval(10, 20)]
-    [0.2993, 0.7007]
+    Examples:
+        >>> [round(x, 4) for x in wilson_interval(10, 20)]
+        [0.2993, 0.7007]
     """
     if n == 0:
         return 0.0, 1.0

@@ -869,6 +869,18 @@ def _check_vary(vary, n):
     return vary
 
 
+def _check_implied_args(target, coords, vary, n: int):
+    """The rankings and the varied pair of :func:`implied_sensitivity`, checked against N = n."""
+    if len(coords) != 2:
+        raise ValueError(f"coords must be two rankings; got {coords!r}")
+    return (
+        _check_ranking("target", target, n),
+        _check_ranking("coords[0]", coords[0], n),
+        _check_ranking("coords[1]", coords[1], n),
+        _check_vary(vary, n),
+    )
+
+
 def implied_sensitivity(scores, target, coords, vary, *, model="plackett_luce") -> ScoreView:
     """The score-based view for any three rankings: dp_target/dp_a and dp_target/dp_b.
 
@@ -898,13 +910,7 @@ def implied_sensitivity(scores, target, coords, vary, *, model="plackett_luce") 
         True
     """
     scores = _check_scores(scores)
-    n = scores.shape[-1]
-    target = _check_ranking("target", target, n)
-    if len(coords) != 2:
-        raise ValueError(f"coords must be two rankings; got {coords!r}")
-    coord_a = _check_ranking("coords[0]", coords[0], n)
-    coord_b = _check_ranking("coords[1]", coords[1], n)
-    vary = _check_vary(vary, n)
+    target, coord_a, coord_b, vary = _check_implied_args(target, coords, vary, scores.shape[-1])
     kmodel = _model(model)
     idx = [jnp.asarray(t) for t in (target, coord_a, coord_b, vary)]
     return _implied_kernel(kmodel, scores, *idx)
@@ -980,13 +986,7 @@ def implied_area(
     scores = _check_scores(scores)
     if scores.ndim != 1:
         raise ValueError(f"scores must be one score vector (N,); got shape {scores.shape}")
-    n = scores.shape[-1]
-    target = _check_ranking("target", target, n)
-    if len(coords) != 2:
-        raise ValueError(f"coords must be two rankings; got {coords!r}")
-    coord_a = _check_ranking("coords[0]", coords[0], n)
-    coord_b = _check_ranking("coords[1]", coords[1], n)
-    vary = _check_vary(vary, n)
+    target, coord_a, coord_b, vary = _check_implied_args(target, coords, vary, scores.shape[-1])
     M = _check_m(M)
     vd.check_choice("wrt", wrt, ("a", "b"))
     kmodel = _model(model, km.SCORE_VIEW_CELLS)
