@@ -276,9 +276,10 @@ class RunSpec(NamedTuple):
 
 
 PRESETS: dict[str, SweepConfig] = {
-    # About 2.2 minutes a run, 14 in all, on this project's 2-core CPU with SmolLM2-135M
+    # About 2 minutes a run, 12 in all, on this project's 2-core CPU with SmolLM2-135M
     # (docs/llm_probing.md). 64 pairs in batches of 8 make as many optimizer steps (8) as 128
-    # pairs in the cpu preset's batches of 16, and learned the same p12 and p23 in half the time.
+    # pairs in the cpu preset's batches of 16, and learned nearly the same p12, p23 and p13 in
+    # half the training time.
     "quick": SweepConfig(
         p23=("0,0.02,0.05,0.1,0.3,0.7",),
         seeds=1,
