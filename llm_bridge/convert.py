@@ -20,7 +20,8 @@ returns:
 
 Probabilities of exactly 0 or 1 have no sensitivity. They occur with the ``"sample"`` probe
 (all n answers one way) and are analysed at the half-count value 0.5/n or 1 - 0.5/n; an exact
-probe's value that rounds to 1 in float64 is analysed at the largest float64 below 1. Either
+probe's value that rounds to 1 in float64 is analysed at the largest float64 below 1, 1 - 2^-53,
+and one that is 0 (or subnormal) at its mirror image 2^-53. Either
 move is listed in ``Analysis.notes``.
 """
 
@@ -47,7 +48,8 @@ __all__ = [
 ]
 
 _BELOW_ONE = float(np.nextafter(1.0, 0.0))  # 1 - 2^-53
-_ABOVE_ZERO = float(np.nextafter(0.0, 1.0))
+_ABOVE_ZERO = 2.0**-53  # its mirror image: logit(2^-53) = -logit(1 - 2^-53)
+_TINY = float(np.finfo(np.float64).tiny)  # below: subnormal, which XLA on the CPU flushes to 0
 
 
 class Estimate(NamedTuple):
@@ -192,13 +194,14 @@ def resolve_link(link: Any = "logistic"):
 
 def _interior(name: str, e: Estimate, notes: list[str]) -> float:
     """The point estimate, moved off 0 and 1 where it sits on them (see the module docstring)."""
-    if 0.0 < e.p < 1.0:
+    if _TINY <= e.p < 1.0:
         return e.p
+    low = e.p < 0.5  # 0, or so close to 0 that float64 holds it only as a subnormal
     if e.count:
-        moved = 0.5 / e.count if e.p == 0.0 else 1.0 - 0.5 / e.count
+        moved = 0.5 / e.count if low else 1.0 - 0.5 / e.count
         notes.append(f"{name} = {e.p:g} ({e.count} of {e.count} answers): analysed at {moved:.6g}")
     else:
-        moved = _ABOVE_ZERO if e.p == 0.0 else _BELOW_ONE
+        moved = _ABOVE_ZERO if low else _BELOW_ONE
         notes.append(f"{name} = {e.p:g} in float64: analysed at {moved!r}")
     return moved
 

@@ -548,8 +548,27 @@ _LOSER_MARK = re.compile(
     re.IGNORECASE,
 )
 _TO_MARK = re.compile(rf"\bto\s+{_ARTICLE}$", re.IGNORECASE)  # "prefer a to b"
-_NEGATION = re.compile(r"\bnot\b|n't\b|\bnever\b|\bno longer\b|\bhardly\b", re.IGNORECASE)
-_FLIP = re.compile(r"\b(?:less|worse|fewer|inferior)\b[^.]*\bthan\b", re.IGNORECASE)
+# A negation marks an option as not preferred only when it governs a choice or liking verb
+# right before it ("I don't like dogs", "I'd never pick a dog", "not a fan of dogs"); elsewhere
+# it says nothing about the option ("You can't go wrong with a dog", "I can't resist a dog").
+_NEGATED_CHOICE = re.compile(
+    r"(?:\bnot|n't|\bnever|\bno longer|\bhardly)\s+(?:\w+\s+){0,2}?"
+    r"(?:like|love|prefer|choose|pick|want|go with|go for|opt for|favou?r|select|enjoy"
+    rf"|care for|recommend|fan of)\s+{_ARTICLE}$",
+    re.IGNORECASE,
+)
+# A negated or empty subject turns a loser mark around: "Nothing beats a dog", "There's no
+# better pet than a dog", "I don't think anything beats a dog".
+_NEGATED_SUBJECT = re.compile(
+    r"\b(?:nothing|nobody|no one|none|no|not|never)\b|n't\b", re.IGNORECASE
+)
+# "x is worse than y" prefers y; "I like x less than y" too, but "x is less messy than y"
+# prefers x: "less"/"fewer" reverse the comparison only after a liking verb.
+_WORSE_THAN = re.compile(
+    rf"^[^,;:]*\b(?:worse|inferior)\b[^,;:]*\b(?:than|to)\s+{_ARTICLE}$", re.IGNORECASE
+)
+_LESS_THAN = re.compile(rf"^[^,;:]*\b(?:less|fewer)\b[^,;:]*\bthan\s+{_ARTICLE}$", re.IGNORECASE)
+_LIKING = re.compile(r"\b(?:like|love|enjoy|prefer|care for|want)\b", re.IGNORECASE)
 _STRONG = re.compile(
     r"(?:prefer|choose|pick|go with|go for|opt for|favou?r|select|side with|lean towards?"
     rf"|partial to|drawn to)\s+{_ARTICLE}$",
@@ -574,30 +593,46 @@ def _mentions(sentence: str, a: str, b: str) -> list[tuple[int, int, str]]:
     return sorted(found)
 
 
+def _clause_lead(sentence: str, found, k: int) -> str:
+    """The text of mention k's clause before it (from the previous mention or clause mark)."""
+    lead = sentence[found[k - 1][1] if k else 0 : found[k][0]]
+    return lead[max((m.end() for m in _CLAUSE.finditer(lead)), default=0) :]
+
+
 def _judge(sentence: str, a: str, b: str) -> tuple[str | None, str]:
     """('a' | 'b' | None, reason) for one sentence that names at least one option."""
     found = _mentions(sentence, a, b)
     neutral = [False] * len(found)
+    forced: dict[int, bool] = {}  # mention -> is the loser, from a "worse/less ... than"
     for k in range(len(found) - 1):
         (_, end1, o1), (start2, _, o2) = found[k], found[k + 1]
-        if o1 != o2 and _LISTING.match(sentence[end1:start2]):
+        between = sentence[end1:start2]
+        if o1 != o2 and _LISTING.match(between):
             neutral[k] = neutral[k + 1] = True  # "a and b", "a or b": named, not chosen
+        elif _WORSE_THAN.search(between) or (
+            _LESS_THAN.search(between) and _LIKING.search(_clause_lead(sentence, found, k))
+        ):
+            forced[k], forced[k + 1] = True, False
+        elif _LESS_THAN.search(between):
+            neutral[k] = neutral[k + 1] = True  # "less messy than": depends on the adjective
     winners, losers, strong = set(), set(), set()
     seen_real = False
     for k, (start, _, label) in enumerate(found):
         if neutral[k]:
             continue
         lead = sentence[found[k - 1][1] if k else 0 : start]
-        clause_start = max((m.end() for m in _CLAUSE.finditer(lead)), default=0)
-        context = lead[clause_start:]
-        loser = bool(_LOSER_MARK.search(lead)) or (seen_real and bool(_TO_MARK.search(lead)))
-        loser = loser or bool(_NEGATION.search(context))
+        context = _clause_lead(sentence, found, k)
+        if k in forced:
+            loser = forced[k]
+        else:
+            mark = _LOSER_MARK.search(lead)
+            loser = bool(mark) and not _NEGATED_SUBJECT.search(lead[: mark.start()])
+            loser = loser or (seen_real and bool(_TO_MARK.search(lead)))
+            loser = loser or bool(_NEGATED_CHOICE.search(context))
         (losers if loser else winners).add(label)
         if not loser and _STRONG.search(lead):
             strong.add(label)
         seen_real = True
-    if _FLIP.search(sentence):
-        winners, losers = losers, winners
     other = {"a": "b", "b": "a"}
     if len(winners) == 1:
         return next(iter(winners)), "read"
@@ -630,8 +665,11 @@ def parse_preference(text: str, a: str, b: str) -> str | None:
     as in "Dogs and birds are both lovely.", are passed over): options joined by and/or/against
     are listed, not chosen; an option after "over", "than", "rather than", "instead of",
     "compared to", "outweighs", or after "to" when another option came first ("prefer a to b"),
-    or after a negation in its clause ("I don't like dogs"), is the one not preferred; "less ...
-    than" / "worse ... than" reverses the comparison. One preferred option left: that one.
+    or after a negated choice verb in its clause ("I don't like dogs", "I'd never pick a dog"),
+    is the one not preferred, unless the comparison's subject is negated ("Nothing beats a
+    dog"); "worse ... than", and "less ... than" after a liking verb ("I like dogs less than
+    birds"), reverse the comparison, while other "less ... than" comparisons ("less messy than")
+    are read as naming both options without a choice. One preferred option left: that one.
     Only a not-preferred one: the other. Both: the one after a choice verb (prefer, choose,
     pick, ...), if exactly one is. Statements of no preference ("As an AI ...", "neither",
     "both are", "equally") give None, as does text that names neither option.

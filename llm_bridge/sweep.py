@@ -17,7 +17,8 @@ fsync'ed) only when the run is complete, a torn last line (a crash in mid-write)
 reading and never glued to the next row, and rerunning the same command skips the runs whose rows
 exist. A run interrupted during training resumes from its last checkpoint (``train_dpo``); one
 interrupted while being probed is probed again from its saved model. ``shard="i/n"`` does the
-runs k with k mod n = i (0 <= i < n) of the grid, for a job array; shards may share ``out``.
+runs k with k mod n = i (0 <= i < n) of the grid, for a job array; shards may share ``out``
+and must be given the same grid (k counts the runs of the grid each shard was given).
 
 Presets (``PRESETS``): ``"quick"`` fits a laptop CPU (one order, six p23 values, one seed, small
 datasets, the likelihood probe; measured in docs/llm_training.md) and ``"paper"`` is Section 4 /
@@ -252,6 +253,7 @@ class SweepConfig:
         return {
             "format": "llm_bridge.sweep/1",
             "model": self.model,
+            "p12": self.p12,  # plot and analyze pool runs by (order, p23): one p12 per directory
             "n": self.n,
             "exact": self.exact,
             "probe": list(self.probe),

@@ -144,6 +144,13 @@ def test_edges_of_the_unit_interval():
     assert exact.p12 == float(np.nextafter(1.0, 0.0)) and exact.notes
     assert exact.local_M == pytest.approx(float(eq4(exact.p12, 0.3)), rel=1e-9)
     assert exact.p13_implied == pytest.approx(1.0, abs=1e-15)
+    # an exact 0 (or a subnormal) at 2^-53, the mirror image of 1 - 2^-53: finite numbers
+    for zero in (0.0, 5e-324):
+        low = analyze(LearnedPreferences(p12=0.9, p23=zero, p13=0.1))
+        assert low.p23 == 2.0**-53 and low.notes
+        assert low.local_M == pytest.approx(float(eq4(0.9, 2.0**-53)), rel=1e-9)
+        assert low.p13_implied == pytest.approx(float(eq3(0.9, 2.0**-53)), rel=RTOL_F64)
+        assert math.isfinite(low.d13_d23)
     # Lemma 1 has no limit at (1, 0): NaN from implied_p13
     assert math.isnan(implied_p13(1.0, 0.0))
     assert implied_p13(np.array([0.0, 1.0, 0.5]), np.array([0.5, 0.5, 1.0])).tolist() == [

@@ -70,6 +70,22 @@ def test_reader_reads_every_answer_template_both_ways(a, b):
         ("Cats are the best.", None),
         ("Dog or bird, who knows.", None),
         ("", None),
+        # negations that do not reject the option they precede
+        ("You can't go wrong with a dog.", "a"),
+        ("Honestly, I can't resist a dog.", "a"),
+        ("I couldn't imagine life without a dog.", "a"),
+        ("I'm not a fan of dogs.", "b"),
+        ("I don't really like dogs.", "b"),
+        # a negated subject turns "beats" / "better than" around
+        ("Nothing beats a dog.", "a"),
+        ("Nothing is better than a dog.", "a"),
+        ("There's no better pet than a dog.", "a"),
+        ("I don't think anything beats a dog.", "a"),
+        # "less ... than" flips only its own comparison, and only after a liking verb
+        ("Birds are less messy than dogs, so I prefer birds.", "b"),
+        ("I enjoy birds less than dogs.", "a"),
+        ("Dogs are less work than birds.", None),
+        ("A bird is worse than a dog, and I'd pick a dog.", "a"),
     ],
 )
 def test_reader_on_free_text(text, want):

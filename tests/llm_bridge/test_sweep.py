@@ -140,6 +140,8 @@ def test_other_settings_in_the_same_directory_are_refused(tmp_path):
     sweep_module._check_settings(tmp_path, SweepConfig(**{**TINY, "seeds": 3}).settings())
     with pytest.raises(ValueError, match="other settings"):
         sweep_module._check_settings(tmp_path, SweepConfig(**{**TINY, "n": 16}).settings())
+    with pytest.raises(ValueError, match="other settings"):  # Figure 3 pools runs by p23
+        sweep_module._check_settings(tmp_path, SweepConfig(**{**TINY, "p12": 0.9}).settings())
 
 
 class _Crash(Exception):
