@@ -42,6 +42,7 @@ import copy
 import inspect
 import math
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
@@ -62,6 +63,7 @@ __all__ = [
 
 METHODS = ("likelihood", "sample", "reward")
 CONFIDENCE = 0.95
+_TREE_TOL = 1e-3  # tree vs alone, in log-probability: float32 sums of ~15 token terms
 _Z = 1.959963984540054  # the standard normal 97.5% quantile: a two-sided 95% interval
 
 
@@ -267,6 +269,13 @@ def _base_forward_params(model) -> set[str]:
     return set(inspect.signature(base.forward).parameters)
 
 
+def _takes_custom_masks(model) -> bool:
+    """Whether the model applies a 4D attention mask as given (eager and SDPA attention do;
+    flash-attention kernels take no arbitrary mask)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(base.config, "_attn_implementation", None) in ("sdpa", "eager")
+
+
 def _cache_of(output):
     """The key/value cache of a model output (``cache`` in transformers >= 5.2x, formerly
     ``past_key_values``), or None."""
@@ -274,6 +283,67 @@ def _cache_of(output):
         if key in output.keys():
             return output[key]
     return None
+
+
+def _trie(suffixes: Sequence[Sequence[int]]) -> tuple[list[int], list[int], list[list[int]]]:
+    """The answers' token sequences as a prefix tree: node tokens, node parents (-1 for a first
+    token) and, per answer, the nodes of its path. Parents come before their children."""
+    tokens: list[int] = []
+    parents: list[int] = []
+    index: dict[tuple[int, int], int] = {}
+    paths = []
+    for ids in suffixes:
+        node, path = -1, []
+        for tok in ids:
+            key = (node, tok)
+            if key not in index:
+                index[key] = len(tokens)
+                tokens.append(tok)
+                parents.append(node)
+            node = index[key]
+            path.append(node)
+        paths.append(path)
+    return tokens, parents, paths
+
+
+def _tree_logprobs(model, cache, first_logp, prompt_len: int, suffixes, device) -> list[float]:
+    """Score answers that share a prompt in one forward pass of their prefix tree.
+
+    Every distinct answer prefix is one position of a single row; a position attends to the
+    prompt (through ``cache``) and to its own ancestors in the tree (a custom 4D attention mask),
+    at its depth's position id, so it sees exactly the tokens it would see in its own sequence.
+    Shared beginnings ("I prefer ...") are computed once.
+    """
+    tokens, parents, paths = _trie(suffixes)
+    n = len(tokens)
+    depth = [0] * n
+    allowed = torch.zeros((n, n), dtype=torch.bool)
+    for i, parent in enumerate(parents):
+        if parent >= 0:
+            depth[i] = depth[parent] + 1
+            allowed[i] = allowed[parent]
+        allowed[i, i] = True
+    dtype = next(model.parameters()).dtype
+    mask = torch.zeros((1, 1, n, prompt_len + n), dtype=dtype)
+    mask[0, 0, :, prompt_len:].masked_fill_(~allowed, torch.finfo(dtype).min)
+    x = torch.tensor([tokens], device=device)
+    position_ids = prompt_len + torch.tensor([depth], device=device)
+    params = _base_forward_params(model)
+    cache_kw = "cache" if "cache" in params else "past_key_values"
+    logits = model(
+        input_ids=x,
+        attention_mask=mask.to(device),
+        position_ids=position_ids,
+        use_cache=True,
+        **{cache_kw: cache},
+    ).logits[0]  # (n, V)
+    logp = torch.log_softmax(logits.float(), dim=-1)  # (n, V)
+    parent = torch.tensor(parents, device=device)
+    tok = torch.tensor(tokens, device=device)
+    node_logp = torch.where(
+        parent >= 0, logp[parent.clamp(min=0), tok], first_logp[tok]
+    ).double()  # (n,): log p(token | prompt, its ancestors)
+    return [float(node_logp[path].sum()) for path in paths]
 
 
 @torch.inference_mode()
@@ -289,8 +359,12 @@ def answer_logprobs(
     """log p(answer | question) for each answer, in float64: the sum of the answer's token
     log-probabilities (end-of-turn token included) after the chat-rendered question.
 
-    With ``prefix_reuse`` the prompt is run once and its key/value cache copied for each batch
-    of answers; models that return no cache are scored on full sequences instead.
+    With ``prefix_reuse`` the prompt is run once and its key/value cache reused: for models
+    with eager or SDPA attention the answers (``batch_size`` at a time) form one prefix tree,
+    run as one sequence with a tree-shaped attention mask, so shared beginnings are computed
+    once (checked against one answer scored alone; on a mismatch, a warning and the plain
+    path); otherwise the cache is copied for each batch of answers. Models that return no
+    cache are scored on full sequences.
     """
     device = next(model.parameters()).device
     stop = _stop_ids(model, tokenizer)
@@ -298,7 +372,7 @@ def answer_logprobs(
     suffixes = _answer_ids(tokenizer, question, answers, stop)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out = [0.0] * len(answers)
-    cache, first_logp = None, None
+    cache, first_logp, cache_kw = None, None, None
     if prefix_reuse:
         params = _base_forward_params(model)
         cache_kw = "cache" if "cache" in params else "past_key_values"
@@ -306,32 +380,68 @@ def answer_logprobs(
         result = model(input_ids=prompt, use_cache=True)
         cache = _cache_of(result)
         first_logp = torch.log_softmax(result.logits[0, -1].float(), dim=-1)  # (V,)
-    for idx in _batches([len(ids) for ids in suffixes], batch_size):
-        width = max(len(suffixes[k]) for k in idx)
-        x = torch.full((len(idx), width), pad, dtype=torch.long)  # (B, La), right-padded
-        real = torch.zeros((len(idx), width), dtype=torch.bool)
-        for row, k in enumerate(idx):
-            x[row, : len(suffixes[k])] = torch.tensor(suffixes[k])
-            real[row, : len(suffixes[k])] = True
-        x, real = x.to(device), real.to(device)
-        if cache is not None:
-            # Right padding needs no attention mask: real tokens never attend to later pads.
-            batch_cache = copy.deepcopy(cache)
-            batch_cache.batch_repeat_interleave(len(idx))
-            logits = model(input_ids=x, use_cache=True, **{cache_kw: batch_cache}).logits
-            logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, La-1, V)
-            token_logp = logp.gather(2, x[:, 1:, None])[..., 0]  # (B, La-1)
-            first = first_logp[x[:, 0]]  # (B,): the prompt's last position predicts token 1
-            token_logp = torch.cat([first[:, None], token_logp], dim=1)  # (B, La)
-        else:
-            head = torch.tensor(prompt_ids, device=device).expand(len(idx), -1)  # (B, Lp)
-            full = torch.cat([head, x], dim=1)  # (B, Lp + La)
-            logits = model(input_ids=full).logits[:, len(prompt_ids) - 1 : -1]  # (B, La, V)
-            logp = torch.log_softmax(logits.float(), dim=-1)
-            token_logp = logp.gather(2, x[:, :, None])[..., 0]  # (B, La)
-        sums = (token_logp.double() * real).sum(dim=1)  # (B,)
-        for row, k in enumerate(idx):
-            out[k] = float(sums[row])
+
+    def batched(indices: Sequence[int]) -> None:
+        """Score answers ``indices`` in batches of similar length, one sequence per answer."""
+        for group in _batches([len(suffixes[k]) for k in indices], batch_size):
+            idx = [indices[j] for j in group]
+            width = max(len(suffixes[k]) for k in idx)
+            x = torch.full((len(idx), width), pad, dtype=torch.long)  # (B, La), right-padded
+            real = torch.zeros((len(idx), width), dtype=torch.bool)
+            for row, k in enumerate(idx):
+                x[row, : len(suffixes[k])] = torch.tensor(suffixes[k])
+                real[row, : len(suffixes[k])] = True
+            x, real = x.to(device), real.to(device)
+            if cache is not None:
+                # Right padding needs no attention mask: real tokens never attend to later pads.
+                batch_cache = copy.deepcopy(cache)
+                batch_cache.batch_repeat_interleave(len(idx))
+                logits = model(input_ids=x, use_cache=True, **{cache_kw: batch_cache}).logits
+                logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, La-1, V)
+                token_logp = logp.gather(2, x[:, 1:, None])[..., 0]  # (B, La-1)
+                first = first_logp[x[:, 0]]  # (B,): the prompt's last position predicts token 1
+                token_logp = torch.cat([first[:, None], token_logp], dim=1)  # (B, La)
+            else:
+                head = torch.tensor(prompt_ids, device=device).expand(len(idx), -1)  # (B, Lp)
+                full = torch.cat([head, x], dim=1)  # (B, Lp + La)
+                logits = model(input_ids=full).logits[:, len(prompt_ids) - 1 : -1]  # (B, La, V)
+                logp = torch.log_softmax(logits.float(), dim=-1)
+                token_logp = logp.gather(2, x[:, :, None])[..., 0]  # (B, La)
+            sums = (token_logp.double() * real).sum(dim=1)  # (B,)
+            for row, k in enumerate(idx):
+                out[k] = float(sums[row])
+
+    if cache is not None and _takes_custom_masks(model) and len(suffixes) > 1:
+        # Groups of batch_size answers, each scored as one prefix tree on the prompt's cache.
+        tree = [0.0] * len(suffixes)
+        for start in range(0, len(suffixes), batch_size):
+            group = list(range(start, min(start + batch_size, len(suffixes))))
+            scores = _tree_logprobs(
+                model,
+                copy.deepcopy(cache),
+                first_logp,
+                len(prompt_ids),
+                [suffixes[k] for k in group],
+                device,
+            )
+            for k, value in zip(group, scores, strict=True):
+                tree[k] = value
+        # A model that ignores custom masks or position ids would give wrong tree scores. Score
+        # on their own the answers that weigh most (the three likeliest) and the last answer of
+        # the first tree (the most scattered path); all must agree.
+        likeliest = sorted(range(len(tree)), key=tree.__getitem__)[-3:]
+        check = sorted({*likeliest, min(batch_size, len(suffixes)) - 1})
+        batched(check)
+        bad = [k for k in check if abs(out[k] - tree[k]) > _TREE_TOL + 1e-6 * abs(out[k])]
+        if not bad:
+            return tree
+        warnings.warn(
+            f"{type(model).__name__} does not apply a custom attention mask as given (answer "
+            f"{bad[0]} scored {tree[bad[0]]:.6g} in the prefix tree, {out[bad[0]]:.6g} alone); "
+            "scoring each answer as its own sequence instead",
+            stacklevel=2,
+        )
+    batched(list(range(len(suffixes))))
     return out
 
 

@@ -3,6 +3,7 @@
 
 import copy
 import math
+import warnings
 from functools import cache
 
 import pytest
@@ -164,6 +165,9 @@ def test_prefix_reuse_equals_full_sequences(tiny):
     question = fill(PROBE_QUESTION, "dog", "bird")
     answers = [fill(t, "dog", "bird") for t in ANSWER_TEMPLATES[:7]] + ["Bird."]
     cached = answer_logprobs(model, tok, question, answers, batch_size=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one prefix tree, no fallback to the plain path
+        tree = answer_logprobs(model, tok, question, answers)
     full = answer_logprobs(model, tok, question, answers, prefix_reuse=False)
     # an independent computation: the whole chat through the model, sum of the answer's
     # token log-probabilities up to and including the end-of-turn token
@@ -179,6 +183,7 @@ def test_prefix_reuse_equals_full_sequences(tiny):
         want = sum(float(logp[len(head) - 1 + k, t]) for k, t in enumerate(tail))
         assert got_cached == pytest.approx(want, abs=TOL_SUM_F32)
         assert got_full == pytest.approx(want, abs=TOL_SUM_F32)
+    assert tree == pytest.approx(full, abs=TOL_SUM_F32)
 
 
 def test_probe_order_and_bad_inputs(tiny):
@@ -317,7 +322,9 @@ def test_likelihood_and_sample_agree_on_a_model_known_in_closed_form():
     exact = _closed_form_p_dog(STUB_WEIGHTS)  # {"dog": 0.75, "bird": 0.5}
     want = (exact["dog"] + exact["bird"]) / 2
 
-    lik = probe(stub, tok, "dog", "bird")
+    # the stub reads its input as one sequence, ignoring masks: the prefix tree is refused
+    with pytest.warns(UserWarning, match="does not apply a custom attention mask"):
+        lik = probe(stub, tok, "dog", "bird")
     assert lik.p == pytest.approx(want, rel=RTOL_F32)
     assert lik.details["per_question"]["q0:dog-first"] == pytest.approx(exact["dog"], rel=1e-5)
     assert lik.details["per_question"]["q0:bird-first"] == pytest.approx(exact["bird"], rel=1e-5)
