@@ -5,8 +5,9 @@
 
 1. Time for one pair (dog, bird), measured in one process after a warm-up call of each:
    "likelihood" with its default questions (the probe question in both orders, 30 answer
-   templates each way, the prompt's key/value cache reused), the same scored on full sequences
-   (no reuse), and "sample" with n = 200 answers. Prints the ratio sample / likelihood.
+   templates each way, scored as one prefix tree on the prompt's key/value cache), the same
+   scored on full sequences (no reuse), and "sample" with n = 200 answers. Prints the ratio
+   sample / likelihood.
 2. Agreement: for each pair of dog, bird, cat, on the untrained SmolLM2 and on a DPO-trained one,
    whether the likelihood estimate falls inside the sampled 95% Wilson interval (n = 200), and
    how many sampled answers could not be read.

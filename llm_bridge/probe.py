@@ -15,8 +15,9 @@ method, n, details)``:
   its end-of-turn token (the model stops there). The interval is the *range over the questions
   averaged* (min to max of P_q): how much the estimate depends on the wording and on which
   option is named first. It is not a sampling interval; there is no sampling. The shared prompt
-  is run through the model once and its key/value cache reused for every answer, so a pair
-  costs two prompt passes and 120 short answer passes.
+  is run through the model once and its key/value cache reused for every answer; the 60
+  answers of a question then go through the model as one prefix tree (shared beginnings such as
+  "I prefer" computed once), so a pair costs two prompt passes and two tree passes.
 * ``"sample"`` (the paper's, Section 4): ask the probe question in both orders (n/2 answers
   each), sample answers at temperature 1 with no top-k/top-p truncation, and read each answer's
   preference with ``parse_preference``, a rule-based reader for free text. Answers it cannot read
