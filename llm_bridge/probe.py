@@ -265,16 +265,21 @@ def _batches(lengths: Sequence[int], batch_size: int, slack: int = 2) -> list[li
 # --- scoring answers --------------------------------------------------------------------------
 
 
-def _base_forward_params(model) -> set[str]:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return set(inspect.signature(base.forward).parameters)
+def _base(model):
+    """The transformers model under a peft wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def _cache_kwarg(model) -> str:
+    """The forward argument that takes a key/value cache (``cache`` in transformers >= 5.2x)."""
+    params = inspect.signature(_base(model).forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
 
 
 def _takes_custom_masks(model) -> bool:
     """Whether the model applies a 4D attention mask as given (eager and SDPA attention do;
     flash-attention kernels take no arbitrary mask)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return getattr(base.config, "_attn_implementation", None) in ("sdpa", "eager")
+    return getattr(_base(model).config, "_attn_implementation", None) in ("sdpa", "eager")
 
 
 def _cache_of(output):
@@ -307,7 +312,9 @@ def _trie(suffixes: Sequence[Sequence[int]]) -> tuple[list[int], list[int], list
     return tokens, parents, paths
 
 
-def _tree_logprobs(model, cache, first_logp, prompt_len: int, suffixes, device) -> list[float]:
+def _tree_logprobs(
+    model, cache, cache_kw: str, first_logp, prompt_len: int, suffixes, device
+) -> list[float]:
     """Score answers that share a prompt in one forward pass of their prefix tree.
 
     Every distinct answer prefix is one position of a single row; a position attends to the
@@ -329,8 +336,6 @@ def _tree_logprobs(model, cache, first_logp, prompt_len: int, suffixes, device) 
     mask[0, 0, :, prompt_len:].masked_fill_(~allowed, torch.finfo(dtype).min)
     x = torch.tensor([tokens], device=device)
     position_ids = prompt_len + torch.tensor([depth], device=device)
-    params = _base_forward_params(model)
-    cache_kw = "cache" if "cache" in params else "past_key_values"
     logits = model(
         input_ids=x,
         attention_mask=mask.to(device),
@@ -363,8 +368,9 @@ def answer_logprobs(
     With ``prefix_reuse`` the prompt is run once and its key/value cache reused: for models
     with eager or SDPA attention the answers (``batch_size`` at a time) form one prefix tree,
     run as one sequence with a tree-shaped attention mask, so shared beginnings are computed
-    once (checked against one answer scored alone; on a mismatch, a warning and the plain
-    path); otherwise the cache is copied for each batch of answers. Models that return no
+    once (the three likeliest answers and the last of the first tree are also scored alone; on
+    a mismatch, a warning and the plain path); otherwise the cache is copied for each batch of
+    answers. Models that return no
     cache are scored on full sequences.
     """
     device = next(model.parameters()).device
@@ -375,8 +381,7 @@ def answer_logprobs(
     out = [0.0] * len(answers)
     cache, first_logp, cache_kw = None, None, None
     if prefix_reuse:
-        params = _base_forward_params(model)
-        cache_kw = "cache" if "cache" in params else "past_key_values"
+        cache_kw = _cache_kwarg(model)
         prompt = torch.tensor([prompt_ids], device=device)  # (1, Lp)
         result = model(input_ids=prompt, use_cache=True)
         cache = _cache_of(result)
@@ -420,6 +425,7 @@ def answer_logprobs(
             scores = _tree_logprobs(
                 model,
                 copy.deepcopy(cache),
+                cache_kw,
                 first_logp,
                 len(prompt_ids),
                 [suffixes[k] for k in group],
