@@ -296,8 +296,9 @@ def _run_analyze(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from ._config import atomic_write
     from .convert import analyze_rows
-    from .sweep import SETTINGS, _atomic_write
+    from .sweep import SETTINGS
 
     rows = _rows(args.dir)
     settings_path = Path(args.dir) / SETTINGS
@@ -306,8 +307,7 @@ def _run_analyze(args: argparse.Namespace) -> int:
     print(result["summary"])
     if args.json:
         path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, json.dumps(result, indent=2, allow_nan=False) + "\n")
+        atomic_write(path, json.dumps(result, indent=2, allow_nan=False) + "\n")
         print(f"llm-bridge analyze: {len(rows)} runs -> {path}")
     return 0
 

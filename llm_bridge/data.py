@@ -32,7 +32,6 @@ import hashlib
 import json
 import os
 import random
-import tempfile
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ from datasets import Dataset, DatasetInfo, Features, List, Value
 from tqdm.auto import tqdm
 
 from . import __version__
-from ._config import to_jsonable
+from ._config import atomic_write, to_jsonable
 from .templates import ANSWER_TEMPLATES, QUESTION_TEMPLATES, TEMPLATES_SHA256, fill
 
 __all__ = [
@@ -312,18 +311,6 @@ def manifest_path(path: str | os.PathLike) -> Path:
     return Path(path).with_suffix(".manifest.json")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _jsonl_bytes(dataset: Dataset) -> bytes:
     lines = [json.dumps(row, ensure_ascii=False) for row in dataset.to_list()]
     return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
@@ -359,9 +346,9 @@ def save_jsonl(dataset: Dataset, path: str | os.PathLike) -> Path:
         "package_version": __version__,
         "templates_sha256": TEMPLATES_SHA256,
     }
-    _atomic_write(path, data)
+    atomic_write(path, data)
     mpath = manifest_path(path)
-    _atomic_write(mpath, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    atomic_write(mpath, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
     return mpath
 
 

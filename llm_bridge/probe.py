@@ -64,6 +64,7 @@ __all__ = [
 
 METHODS = ("likelihood", "sample", "reward")
 CONFIDENCE = 0.95
+_N_T = len(ANSWER_TEMPLATES)  # answers per direction (30)
 _TREE_TOL = 1e-3  # tree vs alone, in log-probability: float32 sums of ~15 token terms
 _Z = 1.959963984540054  # the standard normal 97.5% quantile: a two-sided 95% interval
 
@@ -499,10 +500,10 @@ def _probe_likelihood(model, tokenizer, a, b, questions, batch_size, prefix_reus
             batch_size=batch_size,
             prefix_reuse=prefix_reuse,
         )
-        la, lb = _logsumexp(lp[:30]), _logsumexp(lp[30:])
+        la, lb = _logsumexp(lp[:_N_T]), _logsumexp(lp[_N_T:])
         labels.append(label)
         log_odds.append(la - lb)
-        per_q.append(_sigmoid(la - lb))  # sum_t p(a-answers) / sum over all 60 answers
+        per_q.append(_sigmoid(la - lb))  # sum_t p(a-answers) / sum over all answers
         mass.append(math.exp(_logsumexp(lp)))
     details = {
         "averaged": f"P_q(a) = sum of p(answer | q) over the {len(ANSWER_TEMPLATES)} answer "
@@ -514,7 +515,7 @@ def _probe_likelihood(model, tokenizer, a, b, questions, batch_size, prefix_reus
         "template_mass": dict(zip(labels, mass, strict=True)),
         "prefix_reuse": prefix_reuse,
     }
-    return _range_result("likelihood", per_q, labels, len(per_q) * 60, details)
+    return _range_result("likelihood", per_q, labels, len(per_q) * 2 * _N_T, details)
 
 
 def _probe_reward(
@@ -540,10 +541,10 @@ def _probe_reward(
             with model.disable_adapter():
                 ref = answer_logprobs(model, tokenizer, question, answers, **kw)
         ratio = [p - r for p, r in zip(policy, ref, strict=True)]  # log pi/pi_ref(y)
-        margin = [beta * (ratio[t] - ratio[30 + t]) for t in range(30)]
+        margin = [beta * (ratio[t] - ratio[_N_T + t]) for t in range(_N_T)]
         labels.append(label)
         margins.append(margin)
-        per_q.append(sum(_sigmoid(m) for m in margin) / 30)
+        per_q.append(sum(_sigmoid(m) for m in margin) / _N_T)
     flat = [m for ms in margins for m in ms]
     details = {
         "averaged": "sigma(beta' * (log pi/pi_ref(y_a) - log pi/pi_ref(y_b))) for each of the "
@@ -556,7 +557,7 @@ def _probe_reward(
         "template_p_range": [_sigmoid(min(flat)), _sigmoid(max(flat))],
         "prefix_reuse": prefix_reuse,
     }
-    return _range_result("reward", per_q, labels, len(per_q) * 30, details)
+    return _range_result("reward", per_q, labels, len(per_q) * _N_T, details)
 
 
 # --- sampling -------------------------------------------------------------------------------

@@ -36,7 +36,6 @@ import itertools
 import json
 import os
 import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -46,7 +45,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import __version__
-from ._config import to_jsonable
+from ._config import atomic_write, to_jsonable
 
 __all__ = [
     "PRESETS",
@@ -336,19 +335,6 @@ def _locked(out: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def read_rows(out: str | os.PathLike) -> list[dict[str, Any]]:
     """The finished runs in ``out/results.jsonl``, first row per run id kept; a line that does
     not parse (a write cut off by a crash) is skipped with a warning."""
@@ -416,7 +402,8 @@ def append_row(out: str | os.PathLike, row: dict[str, Any]) -> None:
     out = Path(out)
     path = out / RESULTS
     with _locked(out):
-        if any(r.get("run_id") == row["run_id"] for r in read_rows(out)):
+        rows = read_rows(out)
+        if any(r.get("run_id") == row["run_id"] for r in rows):
             return
         data = (json.dumps(row, ensure_ascii=False, allow_nan=True) + "\n").encode("utf-8")
         with open(path, "ab") as fh:
@@ -428,7 +415,7 @@ def append_row(out: str | os.PathLike, row: dict[str, Any]) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        _atomic_write(out / RESULTS_CSV, _csv_text(read_rows(out)))
+        atomic_write(out / RESULTS_CSV, _csv_text([*rows, row]))
 
 
 def _check_settings(out: Path, settings: dict[str, Any]) -> None:
@@ -443,21 +430,10 @@ def _check_settings(out: Path, settings: dict[str, Any]) -> None:
                     f"{path}); use another --out, or the same settings to continue it"
                 )
         else:
-            _atomic_write(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
+            atomic_write(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
 
 # --- one run -----------------------------------------------------------------------------------
-
-
-def _probe_json(result) -> dict[str, Any]:
-    return {
-        "p": result.p,
-        "ci_low": result.ci_low,
-        "ci_high": result.ci_high,
-        "method": result.method,
-        "n": result.n,
-        "details": result.details,
-    }
 
 
 def _run_one(
@@ -497,7 +473,7 @@ def _run_one(
             ref_model=ref_model,
             beta=train_config.beta,
         )
-        probes[method] = {pair: _probe_json(r) for pair, r in found.items()}
+        probes[method] = {pair: r._asdict() for pair, r in found.items()}
     log = result.last_log
     row = {
         "run_id": spec.run_id,
@@ -522,7 +498,6 @@ def _run_one(
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "llm_bridge_version": __version__,
     }
-    del result, model
     return row
 
 

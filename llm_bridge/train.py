@@ -498,6 +498,11 @@ def train_dpo(
     with _progress_bars(progress), warnings.catch_warnings():  # TRL tokenizes, precomputes
         # TRL 1.16 asks transformers 5 for a property it has renamed; nothing to act on here.
         warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+        # peft asks the hub whether the base model's vocabulary changed each time it saves an
+        # adapter; "smollm2" and "tiny-random" are not hub ids, and the answer does not matter
+        # (the adapter never touches the embeddings).
+        warnings.filterwarnings("ignore", message="Could not find a config file in")
+        warnings.filterwarnings("ignore", message="Unable to fetch remote file")
         trainer = DPOTrainer(
             model=model,
             ref_model=ref_model,
@@ -507,15 +512,8 @@ def train_dpo(
             peft_config=peft_config,
             callbacks=[_jsonl_log(log_path), *(callbacks or [])],
         )
-    if not progress:  # with its bars off the Trainer prints every log dict; the JSONL has them
-        trainer.remove_callback(PrinterCallback)
-    with warnings.catch_warnings(), _progress_bars(progress):
-        # peft asks the hub whether the base model's vocabulary changed each time it saves an
-        # adapter; "smollm2" and "tiny-random" are not hub ids, and the answer does not matter
-        # (the adapter never touches the embeddings).
-        warnings.filterwarnings("ignore", message="Could not find a config file in")
-        warnings.filterwarnings("ignore", message="Unable to fetch remote file")
-        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+        if not progress:  # with its bars off the Trainer prints every log dict; the JSONL has them
+            trainer.remove_callback(PrinterCallback)
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
     if config.lora_r > 0:

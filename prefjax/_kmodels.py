@@ -157,6 +157,10 @@ SCORE_VIEW_CELLS = 40  # the recursion's grid in score-view integrals (cells ~1 
 DEFAULT_NODES = 8
 
 
+LINK_MODELS = {"logistic": "plackett_luce", "probit": "probit"}
+"""The K-tuple random-utility model whose pairwise margin is each built-in link."""
+
+
 def make_model(model, cells: int = DEFAULT_CELLS, nodes: int = DEFAULT_NODES) -> KModel:
     """``"plackett_luce"`` (Eq. (6)), ``"probit"`` (normal noise) or ``"gumbel"`` (the
     recursion with Gumbel noise, i.e. Plackett-Luce computed numerically); the links
@@ -166,13 +170,12 @@ def make_model(model, cells: int = DEFAULT_CELLS, nodes: int = DEFAULT_NODES) ->
     if isinstance(model, KModel):
         return model
     if isinstance(model, Link):
-        names = {"logistic": "plackett_luce", "probit": "probit"}
-        if model.name not in names:
+        if model.name not in LINK_MODELS:
             raise ValueError(
                 f"model: no K-tuple random-utility model is known for link {model.name!r}; "
                 "use 'plackett_luce' (logistic) or 'probit'"
             )
-        model = names[model.name]
+        model = LINK_MODELS[model.name]
     if model not in MODEL_NAMES:
         valid = ", ".join(repr(m) for m in MODEL_NAMES)
         raise ValueError(f"unknown model {model!r}; valid values are {valid}")

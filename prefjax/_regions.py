@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _kquad as kq
 from . import _validate as v
 from ._links import Link, as_link
 from ._sensitivity import _sensitivity_kernel
@@ -184,28 +185,6 @@ _SLICE_CHUNK = 256  # slices per compiled call (two shapes compiled per link)
 _SMALL_CHUNK = 64
 _F_ROUNDING = 16 * 2.0**-52  # rounding allowance of log g'(u + c) - log g'(u), relative
 _QUAD_ROUNDING = 256 * 2.0**-52  # rounding floor of the area's error bar, relative
-
-# Gauss-Kronrod 7/15 nodes and weights on [-1, 1] (QUADPACK's qk15).
-_XGK = np.array([
-    0.991455371120812639206854697526329, 0.949107912342758524526189684047851,
-    0.864864423359769072789712788640926, 0.741531185599394439863864773280788,
-    0.586087235467691130294144845693013, 0.405845151377397166906606412076961,
-    0.207784955007898467600689403773245, 0.000000000000000000000000000000000,
-])  # fmt: skip
-_WGK = np.array([
-    0.022935322010529224963732008058970, 0.063092092629978553290700663189204,
-    0.104790010322250183839876322541518, 0.140653259715525918745189590510238,
-    0.169004726639267902826583426598550, 0.190350578064785409913256402421014,
-    0.204432940075298892414161999234649, 0.209482141084727828012999174891714,
-])  # fmt: skip
-_WG = np.array([
-    0.129484966168869693270611432679082, 0.279705391489276667901467771423780,
-    0.381830050505118944950369775488975, 0.417959183673469387755102040816327,
-])  # fmt: skip
-_NODES = np.concatenate([-_XGK[:-1], _XGK[::-1]])  # 15 nodes, ascending
-_WK = np.concatenate([_WGK[:-1], _WGK[::-1]])
-_WG15 = np.zeros(15)
-_WG15[[1, 3, 5, 7, 9, 11, 13]] = np.concatenate([_WG[:-1], _WG[::-1]])
 
 
 def _interval_length(g: Link, a, b):
@@ -414,10 +393,10 @@ def _area_quad(g: Link, M: float, rtol: float, atol: float = 1e-300, max_rounds:
     def kronrod(a, b, p, q):
         """K15 and |K15 - G7| on each interval [a_i, b_i] of piece [p_i, q_i], vectorized."""
         half, mid = 0.5 * (b - a), 0.5 * (b + a)
-        tau = mid[:, None] + half[:, None] * _NODES[None, :]
+        tau = mid[:, None] + half[:, None] * kq.GK_NODES[None, :]
         f = integrand(tau.ravel(), np.repeat(p, 15), np.repeat(q, 15)).reshape(-1, 15)
-        k15 = half * (f @ _WK)
-        return k15, np.abs(k15 - half * (f @ _WG15))
+        k15 = half * (f @ kq.GK_WEIGHTS)
+        return k15, np.abs(k15 - half * (f @ kq.G_WEIGHTS))
 
     # Vectorized adaptive Gauss-Kronrod: every round evaluates all open intervals at once.
     start = np.linspace(0.0, 1.0, 5)
@@ -664,12 +643,13 @@ def _area_is(g, M, wrt, n, seed):
     mass = np.bincount(np.asarray(cell)[keep], weights=w[keep], minlength=cells)
     cell_p = jnp.asarray(mass / mass.sum() if mass.sum() > 0 else np.full(cells, 1.0 / cells))
     n_main = n - n_pilot
-    total, total_sq = 0.0, 0.0
+    sums = []  # per chunk (sum of weights in the region, sum of their squares), on device
     main_weights = jnp.asarray(_IS_WEIGHTS)
     for w, _, _, hit in draws(key, n_main, boxes, corner_p, cell_p, main_weights):
         contrib = jnp.where(hit[row], w, 0.0)
-        total += float(jnp.sum(contrib))
-        total_sq += float(jnp.sum(contrib * contrib))
+        sums.append(jnp.stack([jnp.sum(contrib), jnp.sum(contrib * contrib)]))
+    total, total_sq = np.sum(np.asarray(jnp.stack(sums)), axis=0)  # one transfer
+    total, total_sq = float(total), float(total_sq)
     mean = total / n_main
     var = max(total_sq / n_main - mean * mean, 0.0)
     return AreaEstimate(mean, MC_SIGMAS * math.sqrt(var / n_main) + 1.0 / n_main**2, "is", n)

@@ -7,13 +7,13 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from . import _kmodels as km
 from . import _validate as vd
 from . import bradley_terry as bt
 from . import plackett_luce as pl
 from ._links import Link, as_link
 
 # The K-tuple random-utility model whose pairwise margin is each built-in link.
-_SCORE_VIEW_MODELS = {"logistic": "plackett_luce", "probit": "probit"}
 
 COLUMNS = (
     "link",
@@ -147,7 +147,7 @@ def theorem2_table(
 
     rows = Theorem2Table()
     for g in links:
-        model = _SCORE_VIEW_MODELS.get(g.name)
+        model = km.LINK_MODELS.get(g.name)
         for M in Ms:
             pairwise = _pairwise_area(g, M, rtol)
             for k in Ks:
