@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import tempfile
 import types
 import typing
-from pathlib import Path
 from typing import Any
 
 
@@ -127,23 +124,3 @@ def to_jsonable(config) -> dict[str, Any]:
         value = getattr(config, f.name)
         out[f.name] = list(value) if isinstance(value, tuple) else value
     return out
-
-
-def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
-    """Write ``data`` (text as UTF-8) to ``path`` all at once: a temporary file in the same
-    directory, fsync'ed, then renamed over ``path``. A crash leaves the old file or the new one,
-    never half of one. Creates the directory."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -24,6 +24,7 @@ import time
 
 from . import __version__
 from ._config import add_arguments, given
+from .probe import METHODS as PROBE_METHODS
 
 __all__ = ["build_parser", "main"]
 
@@ -191,7 +192,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
 def _run_sweep(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from .convert import default_method
+    from .report import default_method
     from .sweep import SweepConfig, preset, run_sweep
     from .train import DPOTrainConfig
 
@@ -208,7 +209,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
     learned = ""
     if rows:
         method = default_method(rows)
-        p13 = [r["probes"][method]["p13"]["p"] for r in rows]
+        p13 = [r.estimate(method, "p13").p for r in rows]
         learned = f"; learned p13 ({method}) from {min(p13):.3g} to {max(p13):.3g}"
     print(
         f"llm-bridge sweep: {len(rows)} of {result.total} runs finished in {config.out}{mine} "
@@ -225,7 +226,7 @@ def _add_analysis_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", metavar="DIR", help="a sweep's output directory (holds results.jsonl)")
     p.add_argument(
         "--method",
-        choices=["likelihood", "sample", "reward"],
+        choices=list(PROBE_METHODS),
         help="the probe whose numbers are used (default: likelihood when present)",
     )
     p.add_argument(
@@ -246,13 +247,13 @@ def _add_analysis_flags(p: argparse.ArgumentParser) -> None:
 def _rows(directory: str) -> list:
     from pathlib import Path
 
-    from .sweep import RESULTS, read_rows
+    from .results import SETTINGS, read_rows
 
-    if not (Path(directory) / RESULTS).is_file():
-        raise _UserError(f"no {RESULTS} in {directory}; run `llm-bridge sweep --out {directory}`")
+    if not (Path(directory) / SETTINGS).is_file():
+        raise _UserError(f"no sweep in {directory}; run `llm-bridge sweep --out {directory}`")
     rows = read_rows(directory)
     if not rows:
-        raise _UserError(f"{directory}/{RESULTS} holds no finished run yet")
+        raise _UserError(f"the sweep in {directory} holds no finished run yet")
     return rows
 
 
@@ -296,8 +297,8 @@ def _run_analyze(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from ._config import atomic_write
-    from .convert import analyze_rows
+    from ._io import atomic_write
+    from .report import analyze_rows
     from .sweep import SETTINGS
 
     rows = _rows(args.dir)

@@ -18,18 +18,24 @@ returns:
   the p12 values for which the point would be M-sensitive;
 * whether the learned p13 is consistent with the implied one: their intervals overlap.
 
-Probabilities of exactly 0 or 1 have no sensitivity. They occur with the ``"sample"`` probe
-(all n answers one way) and are analysed at the half-count value 0.5/n or 1 - 0.5/n; an exact
-probe's value that rounds to 1 in float64 is analysed at the largest float64 below 1, 1 - 2^-53,
-and one that is 0 (or subnormal) at its mirror image 2^-53. Either
-move is listed in ``Analysis.notes``.
+The analysis runs in score space from the probes' log-odds (``ProbeResult.logit``):
+x = g^-1(p) is computed from the logit through the lower tail, so a learned p12 of 1 - 1e-20
+(logit 46.05), which float64 rounds to 1, is analysed at that point, and ``prefjax``'s
+score-space Lemma 1 (``score_sensitivity``) gives p13, its log-odds and log |dp13/dp12| without
+leaving the range float64 holds.
+
+Probabilities of exactly 0 or 1 (log-odds +-inf) have no sensitivity. They occur with a sampled
+probe (all n answers one way) and are analysed at the half-count value 0.5/n or 1 - 0.5/n; an
+estimate given as a bare probability (no log-odds) that is 1 in float64 is analysed at the
+largest float64 below 1, 1 - 2^-53, and one that is 0 (or subnormal) at its mirror image 2^-53.
+Either move is listed in ``Analysis.notes``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -40,8 +46,6 @@ __all__ = [
     "LearnedPreferences",
     "analyze",
     "implied_p13",
-    "analyze_rows",
-    "default_method",
     "learned_from_row",
     "m_sensitive_mask",
     "resolve_link",
@@ -60,31 +64,44 @@ class Estimate(NamedTuple):
         low, high: its interval, ``low <= p <= high``.
         count: the number of Bernoulli observations behind ``p`` for a sampled estimate (answers
             read), None for an exact one.
+        logit: log(p / (1 - p)) when it is known more precisely than ``p`` (a probe's log-odds,
+            finite where p rounds to 0 or 1); None: computed from ``p``.
     """
 
     p: float
     low: float
     high: float
     count: int | None = None
+    logit: float | None = None
+
+    @property
+    def log_odds(self) -> float:
+        """``logit`` if given, else log(p) - log(1 - p) (+-inf at 1 and 0)."""
+        if self.logit is not None:
+            return float(self.logit)
+        if self.p <= 0.0:
+            return -math.inf
+        if self.p >= 1.0:
+            return math.inf
+        return math.log(self.p) - math.log1p(-self.p)
 
     @classmethod
     def of(cls, value: Any) -> Estimate:
         """An ``Estimate`` from an ``Estimate``, a ``probe.ProbeResult`` (or anything with ``p``,
-        ``ci_low``, ``ci_high``), a mapping with those keys, or a bare number (no interval)."""
+        ``ci_low``, ``ci_high`` and optionally ``logit``, ``count``), a mapping with those keys,
+        or a bare number (no interval)."""
         if isinstance(value, Estimate):
             return value
         if isinstance(value, int | float) and not isinstance(value, bool):
             return cls(float(value), float(value), float(value))
         get = value.get if isinstance(value, Mapping) else lambda k, d=None: getattr(value, k, d)
-        count = None
-        details = get("details") or {}
-        if get("method") == "sample" and "preferred_a" in details:
-            count = int(details["preferred_a"]) + int(details["preferred_b"])
-        elif isinstance(get("count"), int):  # (a NamedTuple's .count is a method)
-            count = get("count")
+        count = get("count")
+        count = count if isinstance(count, int) and not isinstance(count, bool) else None
+        logit = get("logit")
+        logit = float(logit) if isinstance(logit, int | float) else None
         low = get("ci_low", get("low"))
         high = get("ci_high", get("high"))
-        return cls(float(get("p")), float(low), float(high), count)
+        return cls(float(get("p")), float(low), float(high), count, logit)
 
 
 def _check_estimate(name: str, e: Estimate) -> None:
@@ -96,6 +113,12 @@ def _check_estimate(name: str, e: Estimate) -> None:
         raise ValueError(f"{name} must satisfy low <= p <= high, got {tuple(e[:3])!r}")
     if e.count is not None and e.count < 0:
         raise ValueError(f"{name}.count must be >= 0 or None, got {e.count!r}")
+    if e.logit is not None and math.isnan(e.logit):
+        raise ValueError(f"{name}.logit is NaN")
+    if e.logit is not None and not math.isinf(e.logit):
+        # p and its log-odds describe one number: sigma(logit) rounds to p
+        if abs(_sigmoid(e.logit) - e.p) > 1e-9 * max(min(e.p, 1.0 - e.p), 1e-300) + 1e-15:
+            raise ValueError(f"{name}.logit = {e.logit!r} is not the log-odds of p = {e.p!r}")
 
 
 @dataclass(frozen=True)
@@ -112,7 +135,6 @@ class LearnedPreferences:
     p12_data: float | None = None
     p23_data: float | None = None
     seed: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("p12", "p23", "p13"):
@@ -144,11 +166,15 @@ class Analysis(NamedTuple):
 
     Attributes:
         link: the link's name ("logistic" is Bradley-Terry).
-        p12, p23, p13: the learned values analysed (after any move off 0 or 1, see ``notes``).
+        p12, p23, p13: the learned values analysed (after any move off 0 or 1, see ``notes``);
+            near 0 and 1 these round, their log-odds below do not.
+        logit12, logit23, logit13: their log-odds, log(p / (1 - p)), the values analysed.
         p13_implied, p13_implied_low, p13_implied_high: Lemma 1's p13 from (p12, p23) and the
             image of the p12 x p23 interval box.
+        p13_implied_logit: the log-odds of ``p13_implied``, finite where it rounds to 0 or 1.
         d13_d12, d13_d23: dp13/dp12 and dp13/dp23 at the learned point (Lemma 1, Eq. (2)).
-        local_M: |dp13/dp12|, the largest M with the point in Omega_M(p13, p12).
+        local_M: |dp13/dp12|, the largest M with the point in Omega_M(p13, p12);
+            ``log_local_M`` its logarithm (from ``prefjax.score_sensitivity``).
         M: the threshold asked about; ``in_omega_M``: local_M > M.
         omega_p12: for the logistic link, the open p12 interval that is M-sensitive at the
             learned p23 (Eq. (5)), or None (no such p12, or another link).
@@ -160,12 +186,17 @@ class Analysis(NamedTuple):
     p12: float
     p23: float
     p13: float
+    logit12: float
+    logit23: float
+    logit13: float
     p13_implied: float
     p13_implied_low: float
     p13_implied_high: float
+    p13_implied_logit: float
     d13_d12: float
     d13_d23: float
     local_M: float
+    log_local_M: float
     M: float
     in_omega_M: bool
     omega_p12: tuple[float, float] | None
@@ -192,10 +223,19 @@ def resolve_link(link: Any = "logistic"):
     return prefjax.link(link) if not isinstance(link, prefjax.Link) else link
 
 
-def _interior(name: str, e: Estimate, notes: list[str]) -> float:
-    """The point estimate, moved off 0 and 1 where it sits on them (see the module docstring)."""
-    if _TINY <= e.p < 1.0:
-        return e.p
+def _sigmoid(x: float) -> float:
+    # the two branches keep exp() from overflowing in either tail
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+def _interior(name: str, e: Estimate, notes: list[str]) -> tuple[float, float]:
+    """(log-odds, p) to analyse: the estimate's own where its log-odds are finite, else moved
+    off 0 and 1 (see the module docstring)."""
+    logit = e.log_odds
+    if e.logit is not None and math.isfinite(logit):
+        return logit, _sigmoid(logit)
+    if e.logit is None and _TINY <= e.p < 1.0:
+        return logit, e.p
     low = e.p < 0.5  # 0, or so close to 0 that float64 holds it only as a subnormal
     if e.count:
         moved = 0.5 / e.count if low else 1.0 - 0.5 / e.count
@@ -203,7 +243,50 @@ def _interior(name: str, e: Estimate, notes: list[str]) -> float:
     else:
         moved = _ABOVE_ZERO if low else _BELOW_ONE
         notes.append(f"{name} = {e.p:g} in float64: analysed at {moved!r}")
-    return moved
+    return math.log(moved) - math.log1p(-moved), moved
+
+
+# Below this probability a score g^-1(q) would come from a subnormal q, which XLA on the CPU
+# flushes to 0: log-odds beyond +-708 are analysed at +-708 for links other than the logistic.
+_MAX_LOGIT = -math.log(_TINY)
+
+
+def _score(g, logit: float, name: str, notes: list[str]) -> float:
+    """x = g^-1(p) for the p with log-odds ``logit``, through the lower tail:
+    q = sigma(-|logit|) = min(p, 1 - p) is exact in float64 where p rounds to 1, and
+    g^-1(1 - q) = -g^-1(q) (Lemma 4). For the logistic link x is the logit itself."""
+    import jax
+
+    import prefjax
+
+    if g is prefjax.logistic:
+        return logit
+    if abs(logit) > _MAX_LOGIT:
+        notes.append(
+            f"{name}: log-odds {logit:.6g} analysed at {math.copysign(_MAX_LOGIT, logit):.6g}"
+        )
+        logit = math.copysign(_MAX_LOGIT, logit)
+    q = _sigmoid(-abs(logit))
+    with jax.enable_x64(True):
+        x_low = float(g.inverse(np.float64(q)))
+    return -x_low if logit > 0 else x_low
+
+
+def _logit_of_score(g, x: float) -> float:
+    """log(g(x) / g(-x)), from the lower tail g(-|x|) so that it stays finite where g(x)
+    rounds to 1."""
+    import jax
+
+    import prefjax
+
+    if g is prefjax.logistic:
+        return x
+    with jax.enable_x64(True):
+        q = float(g(np.float64(-abs(x))))
+    if q <= 0.0:
+        return math.copysign(math.inf, x)
+    value = math.log1p(-q) - math.log(q)
+    return value if x >= 0 else -value
 
 
 def _compose_bound(g, x: float, y: float, *, lower: bool) -> float:
@@ -267,7 +350,8 @@ def analyze(learned: LearnedPreferences, link: Any = "logistic", M: float = 10.0
         learned: the probed preferences.
         link: ``"logistic"`` (Bradley-Terry, default), ``"probit"``, ``"cauchit"`` or any
             ``prefjax.Link``.
-        M: the threshold for the Omega_M membership reported (> 1).
+        M: the threshold for the Omega_M membership reported (> 1): the point is in Omega_M
+            when log |dp13/dp12| > log M.
 
     Returns:
         An ``Analysis`` of plain floats and bools.
@@ -288,18 +372,22 @@ def analyze(learned: LearnedPreferences, link: Any = "logistic", M: float = 10.0
         raise ValueError(f"M must be a finite number > 1, got {M!r}")
     g = resolve_link(link)
     notes: list[str] = []
-    p12 = _interior("p12", learned.p12, notes)
-    p23 = _interior("p23", learned.p23, notes)
+    logit12, p12 = _interior("p12", learned.p12, notes)
+    logit23, p23 = _interior("p23", learned.p23, notes)
+    x12, x23 = _score(g, logit12, "p12", notes), _score(g, logit23, "p23", notes)
     p13 = learned.p13.p
     with jax.enable_x64(True):
-        s = prefjax.sensitivity(g, np.float64(p12), np.float64(p23))
-        p13_implied, d12, d23 = float(s.p_ij), float(s.d_ik), float(s.d_kj)
-        in_omega = bool(prefjax.is_m_sensitive(g, np.float64(p12), np.float64(p23), float(M)))
+        # Lemma 1 in score space: x13 = x12 + x23, log|dp13/dp12| = log g'(x13) - log g'(x12)
+        s = prefjax.score_sensitivity(g, np.float64(x12), np.float64(x23))
+        x13 = float(s.x_ij)
+        p13_implied, log_d12, log_d23 = float(s.p_ij), float(s.log_d_ik), float(s.log_d_kj)
         omega = None
         if g is prefjax.logistic and 0.0 < p23 < 1.0:
             bounds = prefjax.bradley_terry.region_bounds(np.float64(p23), float(M))
             if not math.isnan(float(bounds.low)):
                 omega = (float(bounds.low), float(bounds.high))
+    d12, d23 = (math.exp(v) if v < 709.0 else math.inf for v in (log_d12, log_d23))
+    in_omega = log_d12 > math.log(M)
     low = _compose_bound(g, learned.p12.low, learned.p23.low, lower=True)
     high = _compose_bound(g, learned.p12.high, learned.p23.high, lower=False)
     low, high = min(low, p13_implied), max(high, p13_implied)  # the point is in its box
@@ -309,12 +397,17 @@ def analyze(learned: LearnedPreferences, link: Any = "logistic", M: float = 10.0
         p12=p12,
         p23=p23,
         p13=p13,
+        logit12=logit12,
+        logit23=logit23,
+        logit13=learned.p13.log_odds,
         p13_implied=p13_implied,
         p13_implied_low=low,
         p13_implied_high=high,
+        p13_implied_logit=_logit_of_score(g, x13),
         d13_d12=d12,
         d13_d23=d23,
-        local_M=abs(d12),
+        local_M=d12,
+        log_local_M=log_d12,
         M=float(M),
         in_omega_M=in_omega,
         omega_p12=omega,
@@ -323,140 +416,13 @@ def analyze(learned: LearnedPreferences, link: Any = "logistic", M: float = 10.0
     )
 
 
-# --- a sweep's rows -----------------------------------------------------------------------------
-
-
-def learned_from_row(row: Mapping[str, Any], method: str) -> LearnedPreferences:
-    """The ``LearnedPreferences`` of one row of a sweep's ``results.jsonl`` for one probe method."""
-    if method not in row["probes"]:
-        raise ValueError(
-            f"run {row['run_id']} has no {method!r} probe (it has {sorted(row['probes'])})"
-        )
+def learned_from_row(row, method: str) -> LearnedPreferences:
+    """The ``LearnedPreferences`` of one sweep run (a ``results.RunRow``) for one probe method."""
     return LearnedPreferences.from_probes(
-        row["probes"][method],
+        {pair: row.estimate(method, pair) for pair in ("p12", "p23", "p13")},
         method=method,
-        order=tuple(row["order"]),
-        p12_data=row["p12_data"],
-        p23_data=row["p23_data"],
-        seed=row["seed"],
+        order=tuple(row.order),
+        p12_data=row.p12_data,
+        p23_data=row.p23_data,
+        seed=row.seed,
     )
-
-
-def default_method(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The probe method to report: "likelihood" when every row has it, else the first method
-    that every row has."""
-    if not rows:
-        return "likelihood"
-    common = [m for m in rows[0]["probes"] if all(m in r["probes"] for r in rows)]
-    if not common:
-        raise ValueError("the runs share no probe method")
-    return "likelihood" if "likelihood" in common else common[0]
-
-
-def _g(x: float) -> str:
-    return f"{x:.4g}"
-
-
-def analyze_rows(
-    rows: Sequence[Mapping[str, Any]],
-    *,
-    method: str | None = None,
-    M: float = 10.0,
-    link: Any = "logistic",
-    settings: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """A sweep's runs, analysed: ``{"summary": paragraph, "rows": [one flat dict per run]}``.
-
-    Each row holds ``order``, ``p23_data``, ``seed``, the learned ``p12`` and ``p23``, the
-    learned ``p13`` with its interval (a string, "p [low, high]"), ``p13_bt`` (Lemma 1 from the
-    learned p12 and p23), ``local_M`` (|dp13/dp12| there), ``in_omega_M`` (local_M > M) and
-    ``consistent`` (the learned and implied p13 intervals overlap). Plain JSON values only.
-    """
-    method = method or default_method(rows)
-    g = resolve_link(link)
-    out_rows, analyses = [], []
-    for row in rows:
-        lp = learned_from_row(row, method)
-        a = analyze(lp, link=g, M=M)
-        analyses.append((row, lp, a))
-        out_rows.append(
-            {
-                "order": ">".join(row["order"]),
-                "p23_data": row["p23_data"],
-                "seed": row["seed"],
-                "p12": lp.p12.p,
-                "p23": lp.p23.p,
-                "p13": f"{_g(lp.p13.p)} [{_g(lp.p13.low)}, {_g(lp.p13.high)}]",
-                "p13_bt": a.p13_implied,
-                "local_M": a.local_M,
-                "in_omega_M": a.in_omega_M,
-                "consistent": a.consistent,
-            }
-        )
-    return {"summary": _summary(analyses, method, M, g.name, settings or {}), "rows": out_rows}
-
-
-def _summary(analyses, method: str, M: float, link: str, settings: Mapping[str, Any]) -> str:
-    if not analyses:
-        return "No finished runs: nothing was trained or measured yet."
-    rows = [r for r, _, _ in analyses]
-    n_runs = len(rows)
-    orders = sorted({">".join(r["order"]) for r in rows})
-    p23s = sorted({r["p23_data"] for r in rows})
-    seeds = sorted({r["seed"] for r in rows})
-    p12s = sorted({r["p12_data"] for r in rows})
-    model = settings.get("model") or rows[0].get("model", "the model")
-    train = settings.get("train") or {}
-    how = settings.get("train_preset")
-    if train:
-        lora = f"LoRA rank {train['lora_r']}" if train.get("lora_r") else "all parameters"
-        how = (
-            f"the {how} preset: {lora}, learning rate {train['learning_rate']:g}, beta' "
-            f"{train['beta']:g}, {train['epochs']:g} epoch(s)"
-            + (f", at most {train['max_steps']} steps" if train.get("max_steps", -1) > 0 else "")
-        )
-    model_link = "Bradley-Terry (logistic)" if link == "logistic" else f"the {link} link"
-    n_cons = sum(a.consistent for _, _, a in analyses)
-    n_omega = sum(a.in_omega_M for _, _, a in analyses)
-    top_row, _, top = max(analyses, key=lambda t: t[2].local_M)
-    p13s = [lp.p13.p for _, lp, _ in analyses]
-    text = (
-        f"{model} was DPO-trained{f' ({how})' if how else ''} on datasets "
-        f"D(order, p12 = {', '.join(_g(p) for p in p12s)}, p23) of {rows[0]['n']} preference "
-        f"pairs each, for {len(orders)} order(s) ({', '.join(orders)}), {len(p23s)} value(s) of "
-        f"p23 from {_g(p23s[0])} to {_g(p23s[-1])} and {len(seeds)} seed(s): {n_runs} run(s), "
-        f"measured with the {method} probe. "
-        f"The learned p13 is consistent with the p13 that {model_link} implies from the learned "
-        f"p12 and p23 (Lemma 1; intervals overlapping) in {n_cons} of {n_runs} run(s). "
-        f"{n_omega} of {n_runs} learned point(s) lie in Omega_M for M = {_g(M)} "
-        f"(|dp13/dp12| > {_g(M)}); the largest local M is {top.local_M:.3g}, at "
-        f"{'>'.join(top_row['order'])}, p23 = {_g(top_row['p23_data'])}, seed "
-        f"{top_row['seed']} (learned p12 = {top.p12:.6g}, p23 = {top.p23:.4g}). "
-        f"The learned p13 ranges from {_g(min(p13s))} to {_g(max(p13s))}"
-    )
-    jump = _largest_jump(analyses)
-    if jump is not None:
-        size, order, lo, hi = jump
-        text += (
-            f"; its largest change between neighbouring p23 values is {size:.3g} ({order}, "
-            f"p23 from {_g(lo)} to {_g(hi)}, mean over seeds)"
-        )
-    return text + "."
-
-
-def _largest_jump(analyses):
-    """(|change|, order, p23 before, p23 after) of the mean learned p13 between neighbouring
-    p23 values of one order, or None with fewer than two p23 values."""
-    means: dict[str, dict[float, list[float]]] = {}
-    for row, lp, _ in analyses:
-        means.setdefault(">".join(row["order"]), {}).setdefault(row["p23_data"], []).append(
-            lp.p13.p
-        )
-    best = None
-    for order, by_p23 in means.items():
-        xs = sorted(by_p23)
-        for lo, hi in zip(xs, xs[1:], strict=False):
-            size = abs(np.mean(by_p23[hi]) - np.mean(by_p23[lo]))
-            if best is None or size > best[0]:
-                best = (float(size), order, lo, hi)
-    return best

@@ -43,7 +43,8 @@ from datasets import Dataset, DatasetInfo, Features, List, Value
 from tqdm.auto import tqdm
 
 from . import __version__
-from ._config import atomic_write, to_jsonable
+from ._config import to_jsonable
+from ._io import atomic_write
 from .templates import ANSWER_TEMPLATES, QUESTION_TEMPLATES, TEMPLATES_SHA256, fill
 
 __all__ = [

@@ -50,6 +50,7 @@ from transformers import (
 )
 
 from . import __version__
+from ._progress import library_progress
 
 __all__ = [
     "CACHE_ENV",
@@ -307,20 +308,6 @@ def _how_to_get(name: str, err: Exception) -> str:
     )
 
 
-@contextlib.contextmanager
-def _transformers_bars(show: bool):
-    """transformers' progress bars ("Loading weights") on or off inside the block only."""
-    from transformers.utils import logging as hf_logging
-
-    was = hf_logging.is_progress_bar_enabled()
-    if not show:
-        hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        (hf_logging.enable_progress_bar if was else hf_logging.disable_progress_bar)()
-
-
 def load_model(
     name_or_path: str | os.PathLike = SMOLLM2,
     *,
@@ -394,7 +381,7 @@ def load_model(
             tokenizer = AutoTokenizer.from_pretrained(
                 source, trust_remote_code=trust_remote_code, revision=revision
             )
-            with _transformers_bars(progress):
+            with library_progress(progress):
                 model = AutoModelForCausalLM.from_pretrained(
                     source,
                     dtype=dtype,

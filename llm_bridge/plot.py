@@ -18,13 +18,15 @@ matplotlib draws (its object API; no global pyplot state); prefjax numbers come 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .convert import analyze, default_method, implied_p13, learned_from_row, m_sensitive_mask
+from .convert import analyze, implied_p13, learned_from_row, m_sensitive_mask
+from .report import default_method
+from .results import RunRow
 
 __all__ = ["figure3", "save_figure3"]
 
@@ -48,14 +50,14 @@ def _mean_sd(values: list[float]) -> tuple[float, float]:
 
 
 def figure3(
-    rows: Sequence[Mapping[str, Any]],
+    rows: Sequence[RunRow],
     *,
     method: str | None = None,
     M: float = 10.0,
     link: str = "logistic",
     title: str | None = None,
 ):
-    """Draw Figure 3 from sweep rows (``sweep.read_rows``); returns a matplotlib ``Figure``.
+    """Draw Figure 3 from sweep rows (``results.read_rows``); returns a matplotlib ``Figure``.
 
     Args:
         rows: finished runs of a sweep.
@@ -74,7 +76,7 @@ def figure3(
     for row in rows:
         lp = learned_from_row(row, method)
         a = analyze(lp, link=link, M=M)
-        by_order.setdefault(tuple(row["order"]), []).append((row, lp, a))
+        by_order.setdefault(tuple(row.order), []).append((row, lp, a))
     orders = sorted(by_order)
     cols = min(3, len(orders))
     nrows = -(-len(orders) // cols)
@@ -85,7 +87,7 @@ def figure3(
         ax.set_visible(False)
     for ax, order in zip(axes.flat, orders, strict=False):
         runs = by_order[order]
-        p12_data = float(np.mean([r["p12_data"] for r, _, _ in runs]))
+        p12_data = float(np.mean([r.p12_data for r, _, _ in runs]))
         for k, (lo, hi) in enumerate(_spans(grid, m_sensitive_mask(p12_data, grid, M, link))):
             label = f"$\\Omega_{{{M:g}}}$: $|\\partial p_{{13}}/\\partial p_{{12}}| > {M:g}$"
             ax.axvspan(lo, hi, color="tab:red", alpha=0.12, lw=0, label=label if k == 0 else None)
@@ -97,10 +99,10 @@ def figure3(
             lw=1.2,
             label=f"BT-implied $p_{{13}}$ from data ($p_{{12}}$={p12_data:g})",
         )
-        xs = sorted({r["p23_data"] for r, _, _ in runs})
+        xs = sorted({r.p23_data for r, _, _ in runs})
         series = {"p13": [], "p23": [], "bt": []}
         for x in xs:
-            at = [(lp, a) for r, lp, a in runs if r["p23_data"] == x]
+            at = [(lp, a) for r, lp, a in runs if r.p23_data == x]
             series["p13"].append(_mean_sd([lp.p13.p for lp, _ in at]))
             series["p23"].append(_mean_sd([lp.p23.p for lp, _ in at]))
             series["bt"].append(_mean_sd([a.p13_implied for _, a in at]))
@@ -133,8 +135,8 @@ def figure3(
     handles, labels = axes.flat[0].get_legend_handles_labels()
     ncols = 2 if cols == 1 else 3  # one panel is too narrow for three legend columns
     fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize=8, frameon=False)
-    seeds = len({r["seed"] for r in rows})
-    model = rows[0].get("model", "model")
+    seeds = len({r.seed for r in rows})
+    model = rows[0].model
     fig.suptitle(
         title or f"{model}: learned preferences after DPO ({method} probe, {seeds} seed(s))",
         fontsize=11,
@@ -143,7 +145,7 @@ def figure3(
 
 
 def save_figure3(
-    rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, *, dpi: int = 120, **kwargs: Any
+    rows: Sequence[RunRow], path: str | os.PathLike, *, dpi: int = 120, **kwargs: Any
 ) -> Path:
     """``figure3(rows, **kwargs)`` written to ``path`` (format from its suffix), atomically."""
     path = Path(path)

@@ -7,62 +7,68 @@ the runs of the grid that are not finished yet:
     out/
       sweep.json       the settings shared by every run (model, dataset size, training, probes);
                        a rerun with other shared settings is refused, a changed grid is not
-      results.jsonl    one JSON object per finished run, appended and fsync'ed as it finishes
-      results.csv      the same, flat (one row per run), rewritten atomically after each append
-      runs/<run_id>/   the run's training directory (``train_dpo``): dataset, log, manifest,
-                       the trained adapter/model (deleted after probing unless keep_models)
+      results.jsonl    one JSON object per finished run, rebuilt from the run records after
+                       each run (``results.rebuild``), in canonical order
+      results.csv      the same, flat (one line per run)
+      runs/<run_id>/   the run's training directory (``train_dpo``): dataset, log, manifest, the
+                       trained adapter/model (deleted after probing unless keep_models), and
+                       result.json, the run's record, written last and atomically
 
-Nothing is lost when a sweep is interrupted: a run's row is written (under a lock, then
-fsync'ed) only when the run is complete, a torn last line (a crash in mid-write) is ignored on
-reading and never glued to the next row, and rerunning the same command skips the runs whose rows
-exist. A run interrupted during training resumes from its last checkpoint (``train_dpo``); one
-interrupted while being probed is probed again from its saved model. ``shard="i/n"`` does the
-runs k with k mod n = i (0 <= i < n) of the grid, for a job array; shards may share ``out``
-and must be given the same grid (k counts the runs of the grid each shard was given).
+Nothing is lost when a sweep is interrupted or several processes work on one directory: a run
+is claimed before it starts (``results.claim``: a lock that dies with its process), its record
+is written atomically only when it is complete, and results.jsonl/results.csv are derived from
+the records. Rerunning the same command skips finished runs; a run interrupted during training
+resumes from its last checkpoint (``train_dpo``), one interrupted while being probed is probed
+again from its saved model, and one that raised is retried (its traceback is kept in
+``runs/<run_id>/failures.jsonl``) until it has failed ``max_attempts`` times. ``shard="i/n"``
+does the runs k with k mod n = i (0 <= i < n) of the grid, for a job array.
 
-Presets (``PRESETS``): ``"quick"`` fits a laptop CPU (one order, six p23 values, one seed, small
-datasets, the likelihood probe; measured in docs/llm_training.md) and ``"paper"`` is Section 4 /
-Appendix C on a GPU (six orders x 21 p23 values x 3 seeds, the paper's training settings, 200
-sampled answers and the likelihood probe).
+``attempt(config, spec)`` is the unit of work: a pure function of the configuration, the grid
+point and the directory, which the executors (this process, Ray tasks, Slurm jobs) all run.
+
+Presets (``PRESETS``): ``"quick"`` fits a laptop CPU and ``"paper"`` is Section 4 / Appendix C
+on a GPU (six orders x 21 p23 values x 3 seeds, the paper's training settings, 200 sampled
+answers and the likelihood probe).
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import dataclasses
-import io
 import itertools
 import json
 import os
 import shutil
 import time
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import __version__
-from ._config import atomic_write, to_jsonable
+from . import results as store
+from ._config import to_jsonable
+from ._io import write_json
+from .probe import METHODS as PROBE_METHODS
+from .results import RunRow
 
 __all__ = [
     "PRESETS",
     "RunSpec",
     "SweepConfig",
     "SweepResult",
-    "append_row",
+    "Outcome",
+    "attempt",
     "parse_grid",
     "preset",
     "read_rows",
+    "run_one",
     "run_sweep",
 ]
 
-RESULTS = "results.jsonl"
-RESULTS_CSV = "results.csv"
-SETTINGS = "sweep.json"
-_PROBE_METHODS = ("likelihood", "sample", "reward")
+RESULTS = store.RESULTS
+RESULTS_CSV = store.RESULTS_CSV
+SETTINGS = store.SETTINGS
 
 
 def parse_grid(spec: tuple[str, ...] | str) -> tuple[float, ...]:
@@ -150,7 +156,7 @@ class SweepConfig:
     probe: tuple[str, ...] = field(
         default=("likelihood",),
         metadata={
-            "help": "probe methods, comma-separated: likelihood, sample, reward",
+            "help": "probe methods, comma-separated: " + ", ".join(PROBE_METHODS),
             "metavar": "METHODS",
         },
     )
@@ -196,10 +202,9 @@ class SweepConfig:
         if not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 1:
             raise ValueError(f"seeds must be an integer >= 1, got {self.seeds!r}")
         probe = (self.probe,) if isinstance(self.probe, str) else tuple(self.probe)
-        if not probe or any(m not in _PROBE_METHODS for m in probe) or len(set(probe)) < len(probe):
-            raise ValueError(
-                f"probe must be distinct methods among {_PROBE_METHODS}, got {self.probe!r}"
-            )
+        methods = tuple(PROBE_METHODS)
+        if not probe or any(m not in methods for m in probe) or len(set(probe)) < len(probe):
+            raise ValueError(f"probe must be distinct methods among {methods}, got {self.probe!r}")
         object.__setattr__(self, "probe", probe)
         if not isinstance(self.samples, int) or isinstance(self.samples, bool) or self.samples < 1:
             raise ValueError(f"samples must be an integer >= 1, got {self.samples!r}")
@@ -256,7 +261,7 @@ class SweepConfig:
             "n": self.n,
             "exact": self.exact,
             "probe": list(self.probe),
-            "samples": self.samples if "sample" in self.probe else None,
+            "samples": self.samples if any(PROBE_METHODS[m].sampled for m in self.probe) else None,
             "train_preset": self.train_preset,
             "train": train,
         }
@@ -315,112 +320,14 @@ def preset(name: str, **overrides: Any) -> SweepConfig:
     return dataclasses.replace(PRESETS[name], **overrides)
 
 
-# --- the results store -------------------------------------------------------------------------
+# --- the shared settings ------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _locked(out: Path) -> Iterator[None]:
-    """An exclusive lock on ``out/.lock`` (shards of a job array may share ``out``)."""
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / ".lock", "a") as fh:
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: one process per directory
-            yield
-            return
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def read_rows(out: str | os.PathLike) -> list[dict[str, Any]]:
-    """The finished runs in ``out/results.jsonl``, first row per run id kept; a line that does
-    not parse (a write cut off by a crash) is skipped with a warning."""
-    path = Path(out) / RESULTS
-    if not path.is_file():
-        return []
-    rows, seen = [], set()
-    for k, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            warnings.warn(
-                f"{path}:{k}: skipping a line that is not JSON (a cut-off write?)", stacklevel=2
-            )
-            continue
-        if row.get("run_id") not in seen:
-            seen.add(row.get("run_id"))
-            rows.append(row)
-    return rows
-
-
-def _flat(row: dict[str, Any]) -> dict[str, Any]:
-    """One CSV row: the run's parameters, training summary and each probe's three estimates."""
-    flat = {
-        "run_id": row["run_id"],
-        "order": ">".join(row["order"]),
-        "p12_data": row["p12_data"],
-        "p23_data": row["p23_data"],
-        "seed": row["seed"],
-        "n": row["n"],
-        "p12_hat": row["dataset"]["p12_hat"],
-        "p23_hat": row["dataset"]["p23_hat"],
-        "train_steps": row["train"]["steps"],
-        "train_loss": row["train"]["loss"],
-        "seconds": row["seconds"],
-    }
-    for method, pairs in row["probes"].items():
-        for pair, r in pairs.items():
-            flat[f"{method}_{pair}"] = r["p"]
-            flat[f"{method}_{pair}_low"] = r["ci_low"]
-            flat[f"{method}_{pair}_high"] = r["ci_high"]
-            if method == "sample":
-                flat[f"{method}_{pair}_unparsed"] = r["details"]["unparsed"]
-    return flat
-
-
-def _csv_text(rows: list[dict[str, Any]]) -> str:
-    flats = [_flat(r) for r in rows]
-    header: list[str] = []
-    for f in flats:
-        header += [k for k in f if k not in header]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(flats)
-    return buf.getvalue()
-
-
-def append_row(out: str | os.PathLike, row: dict[str, Any]) -> None:
-    """Append ``row`` to ``out/results.jsonl`` (one line, fsync'ed) and rewrite
-    ``out/results.csv`` atomically, under the directory's lock. A row whose run id is already
-    there is not written again."""
-    out = Path(out)
-    path = out / RESULTS
-    with _locked(out):
-        rows = read_rows(out)
-        if any(r.get("run_id") == row["run_id"] for r in rows):
-            return
-        data = (json.dumps(row, ensure_ascii=False, allow_nan=True) + "\n").encode("utf-8")
-        with open(path, "ab") as fh:
-            if fh.tell() > 0:
-                with open(path, "rb") as check:
-                    check.seek(-1, os.SEEK_END)
-                    if check.read(1) != b"\n":
-                        fh.write(b"\n")  # end a torn line so it stays one bad line
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        atomic_write(out / RESULTS_CSV, _csv_text([*rows, row]))
-
-
-def _check_settings(out: Path, settings: dict[str, Any]) -> None:
+def check_settings(out: Path, settings: dict[str, Any]) -> None:
+    """Record ``settings`` in ``out/sweep.json``, or refuse when the directory holds a sweep with
+    other shared settings (a changed grid is fine: runs are identified by their grid point)."""
     path = out / SETTINGS
-    with _locked(out):
+    with store.locked(out):
         if path.is_file():
             previous = json.loads(path.read_text(encoding="utf-8"))
             if previous != settings:
@@ -430,23 +337,30 @@ def _check_settings(out: Path, settings: dict[str, Any]) -> None:
                     f"{path}); use another --out, or the same settings to continue it"
                 )
         else:
-            atomic_write(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
+            write_json(path, settings)
 
 
 # --- one run -----------------------------------------------------------------------------------
 
 
-def _run_one(
-    config: SweepConfig, spec: RunSpec, event: Callable[[str], None], ref_cache: dict
-) -> dict[str, Any]:
+def run_one(
+    config: SweepConfig, spec: RunSpec, on_event: Callable[[str], None] | None = None
+) -> RunRow:
+    """Train and probe one grid point; returns its row (the caller writes the record).
+
+    ``on_event(stage)`` is called with "trained" and "probe <method>". A run whose training
+    finished earlier (its ``manifest.json`` exists) is loaded, not trained again; one
+    interrupted during training resumes from its last checkpoint (``train_dpo``).
+    """
     from .data import make_dataset, summarize
     from .models import load_model
     from .probe import probe_order
     from .train import train_dpo
 
+    event = on_event or (lambda stage: None)
     started = time.time()
     dataset = make_dataset(spec.order, spec.p12, spec.p23, config.n, spec.seed, config.exact)
-    counts = summarize(dataset)["pairs"]
+    pairs = summarize(dataset)["pairs"]
     train_config = config.train_config(spec)
     load = dict(
         device=train_config.device, trust_remote_code=config.trust_remote_code, progress=False
@@ -456,14 +370,12 @@ def _run_one(
     event("trained")
     ref_model = None
     if "reward" in config.probe and train_config.lora_r == 0:
-        # full-parameter training: the reference is the untrained model, loaded once per sweep
-        if "model" not in ref_cache:
-            ref_cache["model"] = load_model(config.model, **load)[0]
-        ref_model = ref_cache["model"]
+        # full-parameter training: the reference is the untrained model
+        ref_model = load_model(config.model, **load)[0]
     probes = {}
     for method in config.probe:
         event(f"probe {method}")
-        found = probe_order(
+        probes[method] = probe_order(
             result.model,
             tokenizer,
             spec.order,
@@ -473,32 +385,88 @@ def _run_one(
             ref_model=ref_model,
             beta=train_config.beta,
         )
-        probes[method] = {pair: r._asdict() for pair, r in found.items()}
     log = result.last_log
-    row = {
-        "run_id": spec.run_id,
-        "order": list(spec.order),
-        "p12_data": spec.p12,
-        "p23_data": spec.p23,
-        "seed": spec.seed,
-        "n": config.n,
-        "exact": config.exact,
-        "model": config.model,
-        "dataset": {"p12_hat": counts["1-2"]["p_hat"], "p23_hat": counts["2-3"]["p_hat"]},
-        "train": {
-            "steps": result.global_step,
-            "loss": log.get("loss"),
-            "reward_accuracy": log.get("rewards/accuracies"),
-            "reward_margin": log.get("rewards/margins"),
-            "seconds": round(result.seconds, 2),
-            "dir": os.path.relpath(result.output_dir, config.out),
+    return RunRow(
+        run_id=spec.run_id,
+        order=tuple(spec.order),
+        p12_data=spec.p12,
+        p23_data=spec.p23,
+        seed=spec.seed,
+        n=config.n,
+        exact=config.exact,
+        model=config.model,
+        dataset=store.DatasetCounts(
+            n12=pairs["1-2"]["n"],
+            wins12=pairs["1-2"]["i_preferred"],
+            n23=pairs["2-3"]["n"],
+            wins23=pairs["2-3"]["i_preferred"],
+        ),
+        train=store.TrainSummary(
+            steps=result.global_step,
+            loss=log.get("loss"),
+            reward_accuracy=log.get("rewards/accuracies"),
+            reward_margin=log.get("rewards/margins"),
+            dir=os.path.relpath(result.output_dir, config.out),
+        ),
+        probes=probes,
+        llm_bridge_version=__version__,
+        timing={
+            "seconds": round(time.time() - started, 2),
+            "train_seconds": round(result.seconds, 2),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
-        "probes": probes,
-        "seconds": round(time.time() - started, 2),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "llm_bridge_version": __version__,
-    }
-    return row
+    )
+
+
+class Outcome(NamedTuple):
+    """What one attempt at a run did: "done" (its record is written), "failed" (the error is
+    recorded in its failures.jsonl), "busy" (another process holds the run) or "finished"
+    (a record was already there)."""
+
+    run_id: str
+    status: str
+    error: str | None = None
+
+
+def attempt(
+    config: SweepConfig,
+    spec: RunSpec,
+    on_event: Callable[[str, RunSpec], None] | None = None,
+) -> Outcome:
+    """Claim ``spec``'s run, do it and write its record; the unit of work every executor runs.
+
+    A pure function of (config, spec) and the files in ``config.out``, so it runs the same in
+    this process, a Ray task or a Slurm job. A run that raises is recorded as failed (with its
+    traceback) and left for the next invocation to retry; KeyboardInterrupt and SystemExit
+    propagate.
+    """
+    out = Path(config.out)
+    with store.claim(out, spec.run_id) as mine:
+        if not mine:
+            return Outcome(spec.run_id, "busy")
+        if store.read_record(out, spec.run_id) is not None:
+            return Outcome(spec.run_id, "finished")
+
+        def event(stage: str) -> None:
+            if on_event is not None:
+                on_event(stage, spec)
+
+        try:
+            event("start")
+            row = run_one(config, spec, event)
+            store.write_record(out, row)
+        except Exception as err:
+            store.record_failure(out, spec.run_id, err)
+            return Outcome(spec.run_id, "failed", f"{type(err).__name__}: {err}")
+        run_path = store.run_dir(out, spec.run_id)
+        if not config.keep_models:
+            shutil.rmtree(run_path / "model", ignore_errors=True)
+        shutil.rmtree(run_path / "checkpoints", ignore_errors=True)
+        event("done")
+        return Outcome(spec.run_id, "done")
+
+
+# --- the driver ---------------------------------------------------------------------------------
 
 
 class SweepResult(NamedTuple):
@@ -507,10 +475,13 @@ class SweepResult(NamedTuple):
     out: Path
     done: list[str]  # run ids finished by this call
     skipped: list[str]  # run ids of this shard already finished before
+    failed: dict[str, str]  # run id -> error, for the runs that raised in this call
+    given_up: list[str]  # run ids not attempted: they failed max_attempts times already
+    busy: list[str]  # run ids held by another process during this call
     total: int  # runs in the whole grid
     in_shard: int  # runs in this shard
     seconds: float
-    rows: list[dict[str, Any]]  # every finished row in out (all shards)
+    rows: list[RunRow]  # every finished row in out (all shards), in canonical order
 
 
 def run_sweep(
@@ -518,14 +489,20 @@ def run_sweep(
     *,
     progress: bool = True,
     on_event: Callable[[str, RunSpec], None] | None = None,
+    max_attempts: int = 3,
 ) -> SweepResult:
     """Do the runs of ``config``'s grid (this shard's) that ``config.out`` does not hold yet.
 
+    Runs already finished are skipped; runs that failed before are retried until they have
+    failed ``max_attempts`` times; runs another process holds are left to it. After each run,
+    results.jsonl and results.csv are rebuilt from the run records.
+
     Args:
         config: the sweep.
-        progress: a progress bar over runs, with an ETA, on stderr.
+        progress: a progress bar over runs (done / failed / busy), with an ETA, on stderr.
         on_event: called as ``on_event(stage, spec)`` with stage ``"start"``, ``"trained"``,
-            ``"probe <method>"`` and ``"done"`` (after the row is on disk).
+            ``"probe <method>"`` and ``"done"`` (after the record is on disk).
+        max_attempts: failures after which a run is no longer retried.
 
     Returns:
         A ``SweepResult``.
@@ -538,40 +515,58 @@ def run_sweep(
     started = time.time()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    _check_settings(out, config.settings())
+    check_settings(out, config.settings())
     runs = config.runs()
     mine = config.shard_runs()
-    finished = {row["run_id"] for row in read_rows(out)}
-    todo = [spec for spec in mine if spec.run_id not in finished]
-    skipped = [spec.run_id for spec in mine if spec.run_id in finished]
+    finished = {row.run_id for row in store.read_rows(out)}
+    skipped = [s.run_id for s in mine if s.run_id in finished]
+    given_up = [
+        s.run_id
+        for s in mine
+        if s.run_id not in finished and len(store.failures(out, s.run_id)) >= max_attempts
+    ]
+    todo = [s for s in mine if s.run_id not in finished and s.run_id not in given_up]
     done: list[str] = []
-    ref_cache: dict = {}
+    failed: dict[str, str] = {}
+    busy: list[str] = []
     bar = tqdm(total=len(todo), desc="sweep", unit="run", disable=not progress, dynamic_ncols=True)
+
+    def event(stage: str, spec: RunSpec) -> None:
+        bar.set_postfix_str(f"{spec.run_id}: {stage}", refresh=True)
+        if on_event is not None:
+            on_event(stage, spec)
+
     try:
         for spec in todo:
-
-            def event(stage: str, spec: RunSpec = spec) -> None:
-                bar.set_postfix_str(f"{spec.run_id}: {stage}", refresh=True)
-                if on_event is not None:
-                    on_event(stage, spec)
-
-            event("start")
-            row = _run_one(config, spec, event, ref_cache)
-            append_row(out, row)
-            if not config.keep_models:
-                shutil.rmtree(out / "runs" / spec.run_id / "model", ignore_errors=True)
-            shutil.rmtree(out / "runs" / spec.run_id / "checkpoints", ignore_errors=True)
-            done.append(spec.run_id)
+            outcome = attempt(config, spec, event)
+            if outcome.status == "done":
+                done.append(spec.run_id)
+                store.rebuild(out)
+            elif outcome.status == "failed":
+                failed[spec.run_id] = outcome.error or ""
+            elif outcome.status == "busy":
+                busy.append(spec.run_id)
             bar.update()
-            event("done")
+            bar.set_postfix_str(
+                f"done {len(done)}, failed {len(failed)}, busy {len(busy)}", refresh=True
+            )
     finally:
         bar.close()
+    rows = store.rebuild(out)
     return SweepResult(
         out=out,
         done=done,
         skipped=skipped,
+        failed=failed,
+        given_up=given_up,
+        busy=busy,
         total=len(runs),
         in_shard=len(mine),
         seconds=time.time() - started,
-        rows=read_rows(out),
+        rows=rows,
     )
+
+
+def read_rows(out: str | os.PathLike) -> list[RunRow]:
+    """The finished runs of the sweep in ``out`` (``results.read_rows``)."""
+    return store.read_rows(out)

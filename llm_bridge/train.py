@@ -33,7 +33,6 @@ no arbitrary unpickling.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import json
@@ -49,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from ._config import to_jsonable
+from ._io import write_json
 
 if TYPE_CHECKING:  # the heavy imports happen inside train_dpo, so `llm-bridge --help` is quick
     from datasets import Dataset
@@ -107,6 +107,15 @@ class DPOTrainConfig:
         metadata={
             "help": "compute the reference model's log-probs once before training instead of a "
             "reference forward pass per step"
+        },
+    )
+    packed: bool = field(
+        default=True,
+        metadata={
+            "help": "score each batch's chosen and rejected sequences as one prefix tree (shared "
+            "prompt and answer beginnings computed once, LM head only where a label is scored) "
+            "instead of padded separate sequences: the same loss, several times faster on a CPU; "
+            "models whose attention takes no custom mask train unpacked"
         },
     )
     max_length: int | None = field(
@@ -190,7 +199,7 @@ class DPOTrainConfig:
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
                 raise bad(f.name, f"one of {choices}")
-        for name in ("precompute_ref_log_probs", "resume"):
+        for name in ("precompute_ref_log_probs", "resume", "packed"):
             if not isinstance(getattr(self, name), bool):
                 raise bad(name, "True or False")
 
@@ -306,148 +315,91 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+@dataclass(frozen=True)
+class _RunDir:
+    """The files of one run directory (see the module docstring)."""
+
+    root: Path
+
+    run_json = property(lambda self: self.root / "run.json")
+    data = property(lambda self: self.root / "dataset.jsonl")
+    checkpoints = property(lambda self: self.root / "checkpoints")
+    log = property(lambda self: self.root / "train_log.jsonl")
+    model = property(lambda self: self.root / "model")
+    manifest = property(lambda self: self.root / "manifest.json")
 
 
-@contextlib.contextmanager
-def _progress_bars(show: bool):
-    """The progress bars of ``datasets`` and of TRL's reference precompute (``TQDM_DISABLE``)
-    on or off inside the block; both as they were after it."""
-    from datasets.utils import logging as datasets_logging
+def _identity(config: DPOTrainConfig, model, dataset) -> dict[str, Any]:
+    """What makes two runs the same run: the settings that change the result, the data, the
+    base model (not where the run lives, whether it resumes, or how often it logs)."""
+    from .data import dataset_sha256
 
-    was, env = datasets_logging.is_progress_bar_enabled(), os.environ.get("TQDM_DISABLE")
-    if not show:
-        datasets_logging.disable_progress_bar()
-        os.environ["TQDM_DISABLE"] = "1"
-    try:
-        yield
-    finally:
-        (datasets_logging.enable_progress_bar if was else datasets_logging.disable_progress_bar)()
-        if env is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = env
-
-
-def train_dpo(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    dataset: Dataset,
-    config: DPOTrainConfig | None = None,
-    *,
-    callbacks: list[TrainerCallback] | None = None,
-    progress: bool = True,
-) -> TrainResult:
-    """DPO-train ``model`` on ``dataset`` (TRL conversational preference format) with TRL.
-
-    Args:
-        model: a causal LM from ``load_model`` (its ``config.name_or_path`` is recorded as the
-            base model). Pass a freshly loaded model, also when resuming.
-        tokenizer: its tokenizer; it must have a chat template.
-        dataset: rows with ``prompt``/``chosen``/``rejected`` message lists (``make_dataset``);
-            other columns are ignored by the trainer.
-        config: the run's settings (default: ``DPOTrainConfig()``, the paper's).
-        callbacks: extra ``transformers.TrainerCallback`` objects.
-        progress: show progress bars.
-
-    Returns:
-        A ``TrainResult``; the run directory is laid out as in the module docstring.
-
-    Raises:
-        ValueError: bad inputs, or ``output_dir`` holding a different run.
-    """
-    import torch
-    from peft import LoraConfig
-    from transformers import set_seed
-    from transformers.trainer_callback import PrinterCallback
-    from trl import DPOConfig, DPOTrainer
-
-    from .data import dataset_sha256, manifest_path, save_jsonl
-
-    config = config if config is not None else DPOTrainConfig()
-    if not isinstance(config, DPOTrainConfig):
-        raise TypeError(f"config must be a DPOTrainConfig, got {type(config).__name__}")
-    if not tokenizer.chat_template:
-        raise ValueError(
-            "the tokenizer has no chat template, so the conversational dataset cannot be "
-            "rendered; use an instruct/chat model"
-        )
-    missing = {"prompt", "chosen", "rejected"} - set(dataset.column_names)
-    if missing:
-        raise ValueError(f"dataset lacks the columns {sorted(missing)} of a preference dataset")
-    started = time.time()
-
-    # Seed and precision: set here, nowhere else.
-    device, precision, checkpointing = _resolve_device_settings(config)
-    set_seed(config.seed)
-    if device != "cpu" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but no GPU is visible")
-
-    out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    base_model = model.config.name_or_path
-    identity = {
-        "config": {
-            k: v
-            for k, v in to_jsonable(config).items()
-            if k not in ("output_dir", "resume", "logging_steps", "save_total_limit")
-        },
+    ignored = ("output_dir", "resume", "logging_steps", "save_total_limit")
+    return {
+        "config": {k: v for k, v in to_jsonable(config).items() if k not in ignored},
         "dataset_sha256": dataset_sha256(dataset),
-        "base_model": base_model,
+        "base_model": model.config.name_or_path,
     }
-    run_json = out / "run.json"
-    previous = json.loads(run_json.read_text(encoding="utf-8")) if run_json.is_file() else None
+
+
+def _claim_run_dir(config: DPOTrainConfig, identity: dict[str, Any]) -> tuple[_RunDir, bool]:
+    """Step 1: the run directory, checked to hold this run or nothing; returns it and whether
+    the run already finished there. A directory holding another run is refused."""
+    run = _RunDir(Path(config.output_dir))
+    run.root.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(run.run_json.read_text("utf-8")) if run.run_json.is_file() else None
     if config.resume and previous is not None and previous != identity:
         raise ValueError(
-            f"{out} holds a run with different settings, data or base model (see {run_json}); "
-            "choose another output_dir or delete that one"
+            f"{run.root} holds a run with different settings, data or base model (see "
+            f"{run.run_json}); choose another output_dir or delete that one"
         )
-    _write_json(run_json, identity)
-    data_path = out / "dataset.jsonl"
-    save_jsonl(dataset, data_path)
-    data_manifest = json.loads(manifest_path(data_path).read_text(encoding="utf-8"))
+    finished = config.resume and previous == identity and run.manifest.is_file()
+    return run, finished
 
-    ckpt_dir = out / "checkpoints"
-    log_path = out / "train_log.jsonl"
-    model_dir = out / "model"
-    manifest_file = out / "manifest.json"
-    if config.resume and previous == identity and manifest_file.is_file():
-        # This run already finished: load what it trained instead of training again.
-        done = json.loads(manifest_file.read_text(encoding="utf-8"))
-        if config.lora_r > 0:
-            from peft import PeftModel
 
-            trained = PeftModel.from_pretrained(model, model_dir)
-        else:
-            from transformers import AutoModelForCausalLM
+def _finished_result(run: _RunDir, device: str, started: float) -> TrainResult:
+    """Step 2: a finished run is loaded (``models.load_model`` of its directory), not trained."""
+    from .models import load_model
 
-            trained = AutoModelForCausalLM.from_pretrained(model_dir, dtype=model.dtype)
-        trained.to(device)
-        return TrainResult(
-            model=trained,
-            output_dir=out,
-            model_dir=model_dir,
-            log_path=log_path,
-            manifest_path=manifest_file,
-            global_step=done["global_step"],
-            train_loss=done["train_loss"],
-            last_log=done["last_log"],
-            seconds=time.time() - started,
-            resumed_from=None,
-            already_finished=True,
-        )
-    manifest_file.unlink(missing_ok=True)  # present again only once this call finishes
-    resume_from = _last_complete_checkpoint(ckpt_dir) if config.resume else None
-    if resume_from is None:  # a fresh start: clear what an earlier attempt left
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
-        shutil.rmtree(model_dir, ignore_errors=True)
-        log_path.unlink(missing_ok=True)
+    done = json.loads(run.manifest.read_text(encoding="utf-8"))
+    trained, _ = load_model(run.root, device=device, progress=False)
+    return TrainResult(
+        model=trained,
+        output_dir=run.root,
+        model_dir=run.model,
+        log_path=run.log,
+        manifest_path=run.manifest,
+        global_step=done["global_step"],
+        train_loss=done["train_loss"],
+        last_log=done["last_log"],
+        seconds=time.time() - started,
+        resumed_from=None,
+        already_finished=True,
+    )
+
+
+def _start_or_resume(run: _RunDir, config: DPOTrainConfig, identity, dataset) -> Path | None:
+    """Step 3: record the run (run.json, the dataset) and find the checkpoint to resume from;
+    a fresh start clears what an earlier attempt left."""
+    from .data import save_jsonl
+
+    write_json(run.run_json, identity)
+    save_jsonl(dataset, run.data)
+    run.manifest.unlink(missing_ok=True)  # present again only once this call finishes
+    resume_from = _last_complete_checkpoint(run.checkpoints) if config.resume else None
+    if resume_from is None:
+        shutil.rmtree(run.checkpoints, ignore_errors=True)
+        shutil.rmtree(run.model, ignore_errors=True)
+        run.log.unlink(missing_ok=True)
+    return resume_from
+
+
+def _trl_config(config: DPOTrainConfig, run: _RunDir, device, precision, checkpointing, progress):
+    """Step 4a: TRL's ``DPOConfig`` from ours, with the CPU-hostile defaults set explicitly."""
+    from trl import DPOConfig
 
     args = dict(
-        output_dir=str(ckpt_dir),
+        output_dir=str(run.checkpoints),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps,
         learning_rate=config.learning_rate,
@@ -474,57 +426,68 @@ def train_dpo(
     if "activation_checkpointing" in {f.name for f in dataclasses.fields(DPOConfig)}:
         args["activation_checkpointing"] = checkpointing  # transformers >= 5.x name
     args["gradient_checkpointing"] = checkpointing
-    dpo_args = DPOConfig(**args)
+    return DPOConfig(**args)
 
-    peft_config = None
-    if config.lora_r > 0:
-        targets = config.lora_target_modules
-        peft_config = LoraConfig(
-            r=config.lora_r,
-            lora_alpha=config.lora_alpha if config.lora_alpha is not None else 2 * config.lora_r,
-            lora_dropout=config.lora_dropout,
-            target_modules=targets
-            if targets == "all-linear"
-            else [t.strip() for t in targets.split(",")],
-            task_type="CAUSAL_LM",
-        )
-    # TRL builds a missing reference model from the model's hub id; give it an in-memory copy
-    # instead when one is needed (full-parameter training without precomputed log-probs).
+
+def _lora_config(config: DPOTrainConfig):
+    """Step 4b: peft's ``LoraConfig``, or None for full-parameter training."""
+    if config.lora_r == 0:
+        return None
+    from peft import LoraConfig
+
+    targets = config.lora_target_modules
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha if config.lora_alpha is not None else 2 * config.lora_r,
+        lora_dropout=config.lora_dropout,
+        target_modules=targets
+        if targets == "all-linear"
+        else [t.strip() for t in targets.split(",")],
+        task_type="CAUSAL_LM",
+    )
+
+
+def _trainer(model, tokenizer, dataset, config, run, dpo_args, callbacks, progress):
+    """Step 4c: the ``DPOTrainer``, with the reference model TRL needs (none for LoRA, whose
+    reference is the model with its adapters off, or with precomputed reference log-probs: an
+    in-memory copy otherwise, never a hub download) and the packed forward when asked."""
+    from transformers.trainer_callback import PrinterCallback
+    from trl import DPOTrainer
+
+    from ._scoring import add_packed_forward, can_pack
+
+    peft_config = _lora_config(config)
     ref_model = None
     if peft_config is None and not config.precompute_ref_log_probs:
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=ref_model,
+        args=dpo_args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[_jsonl_log(run.log), *(callbacks or [])],
+    )
+    if not progress:  # with its bars off the Trainer prints every log dict; the JSONL has them
+        trainer.remove_callback(PrinterCallback)
+    if config.packed and can_pack(trainer.model):
+        inner = trainer.model
+        add_packed_forward(inner.get_base_model() if hasattr(inner, "get_base_model") else inner)
+        if ref_model is not None:
+            add_packed_forward(ref_model)
+    return trainer
 
-    model.to(device)
-    with _progress_bars(progress), warnings.catch_warnings():  # TRL tokenizes, precomputes
-        # TRL 1.16 asks transformers 5 for a property it has renamed; nothing to act on here.
-        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
-        # peft asks the hub whether the base model's vocabulary changed each time it saves an
-        # adapter; "smollm2" and "tiny-random" are not hub ids, and the answer does not matter
-        # (the adapter never touches the embeddings).
-        warnings.filterwarnings("ignore", message="Could not find a config file in")
-        warnings.filterwarnings("ignore", message="Unable to fetch remote file")
-        trainer = DPOTrainer(
-            model=model,
-            ref_model=ref_model,
-            args=dpo_args,
-            train_dataset=dataset,
-            processing_class=tokenizer,
-            peft_config=peft_config,
-            callbacks=[_jsonl_log(log_path), *(callbacks or [])],
-        )
-        if not progress:  # with its bars off the Trainer prints every log dict; the JSONL has them
-            trainer.remove_callback(PrinterCallback)
-        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
-    if config.lora_r > 0:
-        trainer.model.save_pretrained(model_dir, save_embedding_layers=False)
-    else:
-        trainer.model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+def _manifest(
+    trainer, output, config, run, base_model, device, precision, checkpointing, resume_from, seconds
+):
+    """Step 6: what the run did, written last (its presence marks the run finished)."""
+    from .data import manifest_path
+
+    data_manifest = json.loads(manifest_path(run.data).read_text(encoding="utf-8"))
     logged = [h for h in trainer.state.log_history if "loss" in h]
-    last_log = logged[-1] if logged else {}
-    seconds = time.time() - started
-    manifest = {
+    return {
         "status": "finished",
         "base_model": base_model,
         "config": to_jsonable(config),
@@ -534,26 +497,120 @@ def train_dpo(
         "gradient_checkpointing": checkpointing,
         "global_step": trainer.state.global_step,
         "train_loss": output.training_loss,
-        "last_log": last_log,
+        "last_log": logged[-1] if logged else {},
         "resumed_from": resume_from.name if resume_from else None,
         "seconds_this_call": round(seconds, 2),
         "trainable_parameters": sum(
             p.numel() for p in trainer.model.parameters() if p.requires_grad
         ),
         "versions": _versions(),
-        "model_dir": model_dir.name,
-        "log": log_path.name,
+        "model_dir": run.model.name,
+        "log": run.log.name,
     }
-    _write_json(manifest_file, manifest)
+
+
+def train_dpo(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    dataset: Dataset,
+    config: DPOTrainConfig | None = None,
+    *,
+    callbacks: list[TrainerCallback] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """DPO-train ``model`` on ``dataset`` (TRL conversational preference format) with TRL.
+
+    The steps, each a function below: claim the run directory (refusing one that holds another
+    run), reuse a finished run, record the run and find its checkpoint, build TRL's config,
+    LoRA and reference model, train, write the manifest.
+
+    Args:
+        model: a causal LM from ``load_model`` (its ``config.name_or_path`` is recorded as the
+            base model). Pass a freshly loaded model, also when resuming.
+        tokenizer: its tokenizer; it must have a chat template.
+        dataset: rows with ``prompt``/``chosen``/``rejected`` message lists (``make_dataset``);
+            other columns are ignored by the trainer.
+        config: the run's settings (default: ``DPOTrainConfig()``, the paper's).
+        callbacks: extra ``transformers.TrainerCallback`` objects.
+        progress: show progress bars.
+
+    Returns:
+        A ``TrainResult``; the run directory is laid out as in the module docstring.
+
+    Raises:
+        ValueError: bad inputs, or ``output_dir`` holding a different run.
+    """
+    import torch
+    from transformers import set_seed
+
+    from ._progress import library_progress
+
+    config = config if config is not None else DPOTrainConfig()
+    if not isinstance(config, DPOTrainConfig):
+        raise TypeError(f"config must be a DPOTrainConfig, got {type(config).__name__}")
+    if not tokenizer.chat_template:
+        raise ValueError(
+            "the tokenizer has no chat template, so the conversational dataset cannot be "
+            "rendered; use an instruct/chat model"
+        )
+    missing = {"prompt", "chosen", "rejected"} - set(dataset.column_names)
+    if missing:
+        raise ValueError(f"dataset lacks the columns {sorted(missing)} of a preference dataset")
+    started = time.time()
+    # Seed and precision: set here, nowhere else.
+    device, precision, checkpointing = _resolve_device_settings(config)
+    set_seed(config.seed)
+    if device != "cpu" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but no GPU is visible")
+
+    identity = _identity(config, model, dataset)
+    run, finished = _claim_run_dir(config, identity)
+    if finished:
+        return _finished_result(run, device, started)
+    resume_from = _start_or_resume(run, config, identity, dataset)
+
+    model.to(device)
+    dpo_args = _trl_config(config, run, device, precision, checkpointing, progress)
+    with library_progress(progress), warnings.catch_warnings():  # TRL tokenizes, precomputes
+        # TRL 1.16 asks transformers 5 for a property it has renamed; nothing to act on here.
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+        # peft asks the hub whether the base model's vocabulary changed each time it saves an
+        # adapter; "smollm2" and "tiny-random" are not hub ids, and the answer does not matter
+        # (the adapter never touches the embeddings).
+        warnings.filterwarnings("ignore", message="Could not find a config file in")
+        warnings.filterwarnings("ignore", message="Unable to fetch remote file")
+        trainer = _trainer(model, tokenizer, dataset, config, run, dpo_args, callbacks, progress)
+        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+
+    # Step 5: the trained weights (the adapter only, for LoRA) and the tokenizer, safetensors.
+    if config.lora_r > 0:
+        trainer.model.save_pretrained(run.model, save_embedding_layers=False)
+    else:
+        trainer.model.save_pretrained(run.model)
+    tokenizer.save_pretrained(run.model)
+    seconds = time.time() - started
+    manifest = _manifest(
+        trainer,
+        output,
+        config,
+        run,
+        model.config.name_or_path,
+        device,
+        precision,
+        checkpointing,
+        resume_from,
+        seconds,
+    )
+    write_json(run.manifest, manifest)
     return TrainResult(
         model=trainer.model,
-        output_dir=out,
-        model_dir=model_dir,
-        log_path=log_path,
-        manifest_path=manifest_file,
+        output_dir=run.root,
+        model_dir=run.model,
+        log_path=run.log,
+        manifest_path=run.manifest,
         global_step=trainer.state.global_step,
         train_loss=output.training_loss,
-        last_log=last_log,
+        last_log=manifest["last_log"],
         seconds=seconds,
         resumed_from=str(resume_from) if resume_from else None,
     )

@@ -1,6 +1,5 @@
 """llm_bridge.convert against the paper's formulas evaluated independently with mpmath."""
 
-import json
 import math
 
 import jax
@@ -12,7 +11,6 @@ from llm_bridge.convert import (
     Estimate,
     LearnedPreferences,
     analyze,
-    analyze_rows,
     implied_p13,
     m_sensitive_mask,
 )
@@ -160,6 +158,30 @@ def test_edges_of_the_unit_interval():
     ]
 
 
+@pytest.mark.parametrize("link", sorted(MP_LINKS))
+def test_log_odds_beyond_float64_are_analysed_as_such(link):
+    # p12 = 1 - 1e-20 rounds to 1 in float64; its log-odds 46.05 do not, and the analysis must
+    # be that of the true point, not of 1 - 2^-53 (log-odds 36.7).
+    q = mp.mpf("1e-20")
+    logit12 = float(mp.log((1 - q) / q))
+    lp = LearnedPreferences(
+        p12=Estimate(1.0, 1.0, 1.0, logit=logit12),
+        p23=Estimate(0.3, 0.3, 0.3, logit=math.log(0.3 / 0.7)),
+        p13=Estimate(1.0, 1.0, 1.0, logit=40.0),
+    )
+    a = analyze(lp, link=link)
+    assert not a.notes and a.logit12 == logit12 and a.logit13 == 40.0
+    g, ginv = MP_LINKS[link]
+    x12, x23 = ginv(1 - q), ginv(mp.mpf("0.3"))
+    dg = lambda x: mp.diff(g, x)  # noqa: E731
+    want_M = dg(x12 + x23) / dg(x12)  # Eq. (2) at the true point
+    assert a.local_M == pytest.approx(float(want_M), rel=1e-8)
+    p13 = g(x12 + x23)
+    assert a.p13_implied_logit == pytest.approx(float(mp.log(p13 / (1 - p13))), rel=1e-10)
+    at_rounded = analyze(LearnedPreferences(p12=1.0, p23=0.3, p13=1.0), link=link)
+    assert at_rounded.notes and at_rounded.logit12 < 37
+
+
 def test_m_sensitive_mask_matches_eq4():
     grid = np.linspace(0, 1, 201)
     got = m_sensitive_mask(0.99, grid, 10)
@@ -187,8 +209,18 @@ def test_bad_inputs():
 
 
 def _probe_json(p, low, high, method="likelihood", read=None):
-    details = {} if read is None else {"preferred_a": read[0], "preferred_b": read[1]}
-    return {"p": p, "ci_low": low, "ci_high": high, "method": method, "n": 120, "details": details}
+    count = None if read is None else read[0] + read[1]
+    logit = math.inf if p == 1 else -math.inf if p == 0 else math.log(p / (1 - p))
+    return {
+        "p": p,
+        "logit": logit,
+        "ci_low": low,
+        "ci_high": high,
+        "method": method,
+        "n": 120,
+        "count": count,
+        "details": {},
+    }
 
 
 def test_from_probes_reads_sweep_rows():
@@ -198,72 +230,6 @@ def test_from_probes_reads_sweep_rows():
         "p13": _probe_json(0.9, 0.85, 0.94, "sample", read=(171, 19)),
     }
     lp = LearnedPreferences.from_probes(probes, order=("dog", "bird", "cat"), p23_data=0.2)
-    assert lp.method == "sample" and lp.p12.count == 190 and lp.p23 == (0.2, 0.15, 0.26, 190)
+    assert lp.method == "sample" and lp.p12.count == 190 and lp.p23[:4] == (0.2, 0.15, 0.26, 190)
+    assert lp.p23.logit == pytest.approx(math.log(0.2 / 0.8), rel=1e-15)
     assert analyze(lp).p12 == 1 - 0.5 / 190
-
-
-def _row(order, p23_data, seed, p12, p23, p13, spread=1e-3):
-    probes = {
-        k: _probe_json(v, max(0.0, v - spread), min(1.0, v + spread))
-        for k, v in (("p12", p12), ("p23", p23), ("p13", p13))
-    }
-    return {
-        "run_id": f"{'-'.join(order)}_{p23_data}_{seed}",
-        "order": list(order),
-        "p12_data": 0.99,
-        "p23_data": p23_data,
-        "seed": seed,
-        "n": 64,
-        "model": "stub",
-        "probes": {"likelihood": probes},
-    }
-
-
-def test_analyze_rows_summary_and_rows():
-    order = ("dog", "bird", "cat")
-    rows = [
-        _row(order, 0.0, 0, 0.999, 0.01, 0.2),
-        _row(order, 0.05, 0, 0.999, 0.04, 0.97),
-        _row(order, 0.5, 0, 0.98, 0.6, 0.986),
-    ]
-    out = analyze_rows(rows, M=10)
-    json.dumps(out, allow_nan=False)  # plain JSON
-    assert len(out["rows"]) == 3
-    for r, src in zip(out["rows"], rows, strict=True):
-        assert len(r) <= 10
-        assert set(r) == {
-            "order",
-            "p23_data",
-            "seed",
-            "p12",
-            "p23",
-            "p13",
-            "p13_bt",
-            "local_M",
-            "in_omega_M",
-            "consistent",
-        }
-        p12, p23 = src["probes"]["likelihood"]["p12"]["p"], src["probes"]["likelihood"]["p23"]["p"]
-        assert r["p13_bt"] == pytest.approx(float(eq3(p12, p23)), rel=RTOL_F64)
-        assert r["local_M"] == pytest.approx(float(eq4(p12, p23)), rel=1e-9)
-        assert r["in_omega_M"] == (float(eq4(p12, p23)) > 10)
-        assert r["order"] == "dog>bird>cat" and isinstance(r["p13"], str)
-    # implied intervals, Eq. (3) at the ends of the +-1e-3 boxes (an end at 1 gives 1):
-    # [0.89, 0.92], [0.95, 1], [0.9859, 0.9873]; learned 0.2, 0.97, 0.986 (+-1e-3)
-    for r, src in zip(out["rows"], rows, strict=True):
-        est = {k: src["probes"]["likelihood"][k] for k in ("p12", "p23", "p13")}
-        lo = float(eq3(est["p12"]["ci_low"], est["p23"]["ci_low"]))
-        hi = (
-            1.0
-            if est["p12"]["ci_high"] == 1.0
-            else float(eq3(est["p12"]["ci_high"], est["p23"]["ci_high"]))
-        )
-        assert r["consistent"] == (est["p13"]["ci_low"] <= hi and lo <= est["p13"]["ci_high"])
-    assert [r["consistent"] for r in out["rows"]] == [False, True, True]
-    s = out["summary"]
-    assert "3 run(s)" in s and "in 2 of 3 run(s)" in s
-    largest = max(float(eq4(0.999, 0.01)), float(eq4(0.999, 0.04)), float(eq4(0.98, 0.6)))
-    assert f"the largest local M is {largest:.3g}" in s
-    # the largest jump of learned p13 between neighbouring p23 values: 0.2 -> 0.97
-    assert "0.77 (dog>bird>cat, p23 from 0 to 0.05" in s
-    assert analyze_rows([])["summary"].startswith("No finished runs")

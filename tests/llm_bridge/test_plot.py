@@ -8,29 +8,13 @@ import pytest
 
 from llm_bridge.cli import main
 from llm_bridge.plot import figure3, save_figure3
-from llm_bridge.sweep import append_row
+from llm_bridge.results import write_record
+
+from .rows import make_row
 
 
 def _row(order, p23_data, seed, p12, p23, p13):
-    probes = {
-        k: {"p": v, "ci_low": v * 0.99, "ci_high": min(1.0, v * 1.01), "n": 120, "details": {}}
-        for k, v in (("p12", p12), ("p23", p23), ("p13", p13))
-    }
-    for r in probes.values():
-        r["method"] = "likelihood"
-    return {
-        "run_id": f"{'-'.join(order)}_p23={p23_data}_seed={seed}",
-        "order": list(order),
-        "p12_data": 0.99,
-        "p23_data": p23_data,
-        "seed": seed,
-        "n": 128,
-        "model": "stub",
-        "dataset": {"p12_hat": 63 / 64, "p23_hat": p23_data},
-        "train": {"steps": 8, "loss": 0.5},
-        "probes": {"likelihood": probes},
-        "seconds": 1.0,
-    }
+    return make_row(order, p23_data, seed, p12, p23, p13, n=128)
 
 
 ORDER_A, ORDER_B = ("dog", "bird", "cat"), ("cat", "dog", "bird")
@@ -84,7 +68,8 @@ def test_save_figure3_and_cli(tmp_path, capsys):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out = tmp_path / "sweep"
     for row in ROWS:
-        append_row(out, row)
+        write_record(out, row)
+    (out / "sweep.json").write_text("{}")
     assert main(["plot", str(out), "--out", str(tmp_path / "f3.png"), "--M", "20"]) == 0
     assert (tmp_path / "f3.png").stat().st_size > 10_000
     assert main(["analyze", str(out), "--json", str(tmp_path / "a.json")]) == 0

@@ -6,6 +6,7 @@ import math
 import warnings
 from functools import cache
 
+import mpmath as mp
 import pytest
 import torch
 from scipy.stats import binomtest
@@ -116,9 +117,16 @@ def test_likelihood_on_tiny_random(tiny):
     per_q = list(r.details["per_question"].values())
     assert r.p == pytest.approx(sum(per_q) / 2, rel=1e-12)
     assert (r.ci_low, r.ci_high) == (min(per_q), max(per_q))
-    # swapping the options gives the complement (the 60 answers are the same set)
+    # the log-odds: of the mean of the per-question sigmoids (independently, in mpmath)
+    mp.mp.dps = 40
+    mean = sum(1 / (1 + mp.exp(-mp.mpf(x))) for x in r.details["log_odds"].values()) / 2
+    assert r.logit == pytest.approx(float(mp.log(mean / (1 - mean))), rel=1e-12)
+    # swapping the options gives the complement (the 60 answers are the same set), up to the
+    # float32 rounding of the answers' log-probabilities, which are scored in another tree order:
+    # |d logit| <= a float32 sum's tolerance, so |d p| <= p (1 - p) times that
     swapped = probe(model, tok, "bird", "dog")
-    assert swapped.p == pytest.approx(1.0 - r.p, abs=1e-9)
+    assert swapped.logit == pytest.approx(-r.logit, abs=TOL_SUM_F32)
+    assert swapped.p == pytest.approx(1.0 - r.p, abs=r.p * (1 - r.p) * TOL_SUM_F32)
 
 
 def test_sample_on_tiny_random_counts_unreadable_answers(tiny):
@@ -326,11 +334,11 @@ def test_likelihood_and_sample_agree_on_a_model_known_in_closed_form():
     with pytest.warns(UserWarning, match="does not apply a custom attention mask"):
         lik = probe(stub, tok, "dog", "bird")
     assert lik.p == pytest.approx(want, rel=RTOL_F32)
-    assert lik.details["per_question"]["q0:dog-first"] == pytest.approx(exact["dog"], rel=1e-5)
-    assert lik.details["per_question"]["q0:bird-first"] == pytest.approx(exact["bird"], rel=1e-5)
+    assert lik.details["per_question"]["q0:dog-first"] == pytest.approx(exact["dog"], rel=RTOL_F32)
+    assert lik.details["per_question"]["q0:bird-first"] == pytest.approx(exact["bird"], rel=RTOL_F32)
     # the template answers carry 80% of the stub's answers, in both orders
     for mass in lik.details["template_mass"].values():
-        assert mass == pytest.approx(0.8, rel=1e-5)
+        assert mass == pytest.approx(0.8, rel=RTOL_F32)
 
     n = 400
     smp = probe(stub, tok, "dog", "bird", method="sample", n=n, seed=0, batch_size=100)
@@ -343,6 +351,23 @@ def test_likelihood_and_sample_agree_on_a_model_known_in_closed_form():
     unread = binomtest(d["unparsed"], n).proportion_ci(confidence_level=0.999, method="wilson")
     assert unread.low <= 0.2 <= unread.high
     assert d["unparsed_reasons"] == {"no option named": d["unparsed"]}
+
+
+def test_log_odds_are_exact_where_p_rounds_to_one():
+    # A stub whose template answers prefer dog 1e20 : 1 in both question orders: P = 1 - 1e-20,
+    # which float64 rounds to 1; the log-odds, 46.0517, are kept (float32 scores: a few ulps of
+    # the per-token log-probabilities).
+    tok = tiny_tokenizer()
+    weights = {"I prefer dog over bird.": 1.0, "I prefer bird over dog.": 1e-20}
+    stub = StubLM(tok, {"dog": weights, "bird": weights}).eval()
+    with pytest.warns(UserWarning, match="does not apply a custom attention mask"):
+        r = probe(stub, tok, "dog", "bird")
+    assert r.p == 1.0  # float64 cannot tell
+    assert r.logit == pytest.approx(math.log(1e20), abs=TOL_SUM_F32)
+    swapped = probe(stub, tok, "bird", "dog")
+    assert swapped.p == pytest.approx(1e-20, rel=TOL_SUM_F32) and swapped.logit == pytest.approx(
+        -math.log(1e20), abs=TOL_SUM_F32
+    )
 
 
 def test_reward_on_stub_models_matches_the_closed_form():

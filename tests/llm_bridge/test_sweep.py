@@ -1,6 +1,7 @@
 """The sweep: grid parsing, presets, shards, the results store, and resuming after a crash."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -12,14 +13,19 @@ import pytest
 
 from llm_bridge import sweep as sweep_module
 from llm_bridge.cli import main
-from llm_bridge.sweep import (
-    PRESETS,
-    SweepConfig,
-    append_row,
-    parse_grid,
+from llm_bridge.results import (
+    RunRow,
+    claim,
+    failures,
+    is_claimed,
     read_rows,
-    run_sweep,
+    rebuild,
+    record_failure,
+    write_record,
 )
+from llm_bridge.sweep import PRESETS, SweepConfig, parse_grid, run_sweep
+
+from .rows import make_row
 
 # Two runs on tiny-random, one optimizer step each: seconds per run.
 TINY = dict(
@@ -103,45 +109,89 @@ def test_shards_partition_the_grid():
     assert all(14 <= len(p) <= 16 for p in parts)
 
 
-def _fake_row(run_id, p13=0.5):
-    est = {"p": p13, "ci_low": p13, "ci_high": p13, "method": "likelihood", "n": 120}
-    return {
-        "run_id": run_id,
-        "order": ["dog", "bird", "cat"],
-        "p12_data": 0.99,
-        "p23_data": 0.1,
-        "seed": 0,
-        "n": 8,
-        "dataset": {"p12_hat": 1.0, "p23_hat": 0.0},
-        "train": {"steps": 1, "loss": 0.69},
-        "probes": {"likelihood": {k: {**est, "details": {}} for k in ("p12", "p23", "p13")}},
-        "seconds": 1.0,
-    }
+def _fake_row(order, p23, seed=0, p13=0.5):
+    return make_row(order, p23, seed, 0.999, 0.1, p13, n=8)
 
 
-def test_store_survives_a_torn_line(tmp_path):
-    append_row(tmp_path, _fake_row("a"))
-    with open(tmp_path / "results.jsonl", "a") as fh:
-        fh.write('{"run_id": "b", "order": [')  # a crash in mid-write
-    with pytest.warns(UserWarning, match="not JSON"):
-        append_row(tmp_path, _fake_row("c"))
-    append_row(tmp_path, _fake_row("c", p13=0.9))  # already there: not written twice
-    with pytest.warns(UserWarning):
-        rows = read_rows(tmp_path)
-    assert [r["run_id"] for r in rows] == ["a", "c"] and rows[1]["probes"]["likelihood"]
+def test_store_rebuilds_results_in_canonical_order(tmp_path):
+    rows = [
+        _fake_row(("dog", "bird", "cat"), 0.5),
+        _fake_row(("cat", "dog", "bird"), 0.1),
+        _fake_row(("dog", "bird", "cat"), 0.1, seed=1),
+        _fake_row(("dog", "bird", "cat"), 0.1, seed=0),
+    ]
+    for row in rows:  # written in any order ...
+        write_record(tmp_path, row)
+    rebuild(tmp_path)
+    first = (tmp_path / "results.jsonl").read_bytes()
+    other = tmp_path / "other"
+    for row in reversed(rows):  # ... the same bytes
+        write_record(other, row)
+    rebuild(other)
+    assert (other / "results.jsonl").read_bytes() == first
+    got = read_rows(tmp_path)
+    assert [(r.order[0], r.p23_data, r.seed) for r in got] == [
+        ("cat", 0.1, 0),
+        ("dog", 0.1, 0),
+        ("dog", 0.1, 1),
+        ("dog", 0.5, 0),
+    ]
+    assert got[1] == rows[3] and RunRow.from_json(got[1].to_json()) == rows[3]
     lines = (tmp_path / "results.csv").read_text().splitlines()
-    assert len(lines) == 3 and lines[0].startswith("run_id,order,p12_data")
-    assert lines[2].split(",")[0] == "c"
+    assert len(lines) == 5 and lines[0].startswith("run_id,order,p12_data")
+    # a damaged record is skipped with a warning naming it, never half-read
+    bad = tmp_path / "runs" / rows[0].run_id / "result.json"
+    bad.write_text(bad.read_text()[:40])
+    with pytest.warns(UserWarning, match="unreadable run record"):
+        assert len(read_rows(tmp_path)) == 3
+
+
+def test_a_claim_is_exclusive_and_dies_with_its_process(tmp_path):
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from llm_bridge.results import claim\n"
+            f"with claim({str(tmp_path)!r}, 'r1') as mine:\n"
+            "    print(mine, flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "True"
+        assert is_claimed(tmp_path, "r1")
+        with claim(tmp_path, "r1") as mine:
+            assert not mine
+        with claim(tmp_path, "r2") as mine:  # another run is free
+            assert mine
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not is_claimed(tmp_path, "r1")  # SIGKILL released it
+
+
+def test_failures_are_recorded_with_their_traceback(tmp_path):
+    try:
+        raise RuntimeError("out of memory")
+    except RuntimeError as err:
+        assert record_failure(tmp_path, "r1", err) == 1
+        assert record_failure(tmp_path, "r1", err) == 2
+    with open(tmp_path / "runs" / "r1" / "failures.jsonl", "a") as fh:
+        fh.write('{"error": "cut')  # a torn line
+    found = failures(tmp_path, "r1")
+    assert len(found) == 2 and found[0]["error"] == "RuntimeError: out of memory"
+    assert "raise RuntimeError" in found[0]["traceback"]
 
 
 def test_other_settings_in_the_same_directory_are_refused(tmp_path):
-    sweep_module._check_settings(tmp_path, SweepConfig(**TINY).settings())
+    sweep_module.check_settings(tmp_path, SweepConfig(**TINY).settings())
     # a different grid is fine, other shared settings are not
-    sweep_module._check_settings(tmp_path, SweepConfig(**{**TINY, "seeds": 3}).settings())
+    sweep_module.check_settings(tmp_path, SweepConfig(**{**TINY, "seeds": 3}).settings())
     with pytest.raises(ValueError, match="other settings"):
-        sweep_module._check_settings(tmp_path, SweepConfig(**{**TINY, "n": 16}).settings())
+        sweep_module.check_settings(tmp_path, SweepConfig(**{**TINY, "n": 16}).settings())
     with pytest.raises(ValueError, match="other settings"):  # Figure 3 pools runs by p23
-        sweep_module._check_settings(tmp_path, SweepConfig(**{**TINY, "p12": 0.9}).settings())
+        sweep_module.check_settings(tmp_path, SweepConfig(**{**TINY, "p12": 0.9}).settings())
 
 
 class _Crash(Exception):
@@ -149,7 +199,7 @@ class _Crash(Exception):
 
 
 @pytest.mark.slow
-def test_sweep_resumes_after_a_crash_without_lost_or_repeated_rows(tmp_path):
+def test_a_failed_run_is_recorded_and_retried_without_lost_or_repeated_rows(tmp_path):
     config = SweepConfig(out=str(tmp_path), **TINY)
     first, second = (r.run_id for r in config.runs())
     seen = []
@@ -157,29 +207,31 @@ def test_sweep_resumes_after_a_crash_without_lost_or_repeated_rows(tmp_path):
     def crash_after_training_the_second(stage, spec):
         seen.append((stage, spec.run_id))
         if stage == "trained" and spec.run_id == second:
-            raise _Crash
+            raise _Crash("lost the GPU")
 
-    with pytest.raises(_Crash):
-        run_sweep(config, progress=False, on_event=crash_after_training_the_second)
-    rows = read_rows(tmp_path)
-    assert [r["run_id"] for r in rows] == [first]
+    result = run_sweep(config, progress=False, on_event=crash_after_training_the_second)
+    assert result.done == [first] and list(result.failed) == [second]
+    assert "lost the GPU" in result.failed[second]
+    assert [r.run_id for r in read_rows(tmp_path)] == [first]
+    assert "_Crash: lost the GPU" in failures(tmp_path, second)[0]["error"]
     first_line = (tmp_path / "results.jsonl").read_text().splitlines()[0]
 
     seen.clear()
     result = run_sweep(config, progress=False, on_event=lambda stage, spec: seen.append(stage))
-    assert result.done == [second] and result.skipped == [first]
+    assert result.done == [second] and result.skipped == [first] and not result.failed
     assert seen[0] == "start" and seen.count("start") == 1  # the first run is not redone
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
     assert len(lines) == 2 and lines[0] == first_line
     rows = read_rows(tmp_path)
-    assert [r["run_id"] for r in rows] == [first, second]
+    assert [r.run_id for r in rows] == [first, second]
     # the second run's training had finished before the crash: it was loaded, not redone
     manifest = json.loads((tmp_path / "runs" / second / "manifest.json").read_text())
-    assert manifest["global_step"] == 1 and rows[1]["train"]["steps"] == 1
+    assert manifest["global_step"] == 1 and rows[1].train.steps == 1
     for row in rows:
         for pair in ("p12", "p23", "p13"):
-            r = row["probes"]["likelihood"][pair]
-            assert 0.0 < r["p"] < 1.0 and r["ci_low"] <= r["p"] <= r["ci_high"]
+            r = row.estimate("likelihood", pair)
+            assert 0.0 < r.p < 1.0 and r.ci_low <= r.p <= r.ci_high
+            assert r.logit == pytest.approx(math.log(r.p / (1 - r.p)), rel=1e-9)
     assert len((tmp_path / "results.csv").read_text().splitlines()) == 3
     assert not (tmp_path / "runs" / first / "checkpoints").exists()  # kept: model/, not states
     assert (tmp_path / "runs" / first / "model" / "adapter_model.safetensors").is_file()
@@ -187,6 +239,15 @@ def test_sweep_resumes_after_a_crash_without_lost_or_repeated_rows(tmp_path):
     # a third call has nothing to do
     again = run_sweep(config, progress=False)
     assert again.done == [] and len(again.rows) == 2
+
+
+def test_a_run_that_keeps_failing_is_given_up_after_max_attempts(tmp_path):
+    config = SweepConfig(out=str(tmp_path), **{**TINY, "p23": ("0.2",)})
+    (spec,) = config.runs()
+    for _ in range(2):
+        record_failure(tmp_path, spec.run_id, RuntimeError("bad"))
+    result = run_sweep(config, progress=False, max_attempts=2)
+    assert result.given_up == [spec.run_id] and not result.done and not result.failed
 
 
 @pytest.mark.slow
@@ -207,7 +268,7 @@ def test_sweep_killed_mid_run_then_resumed_from_the_command_line(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     killed = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True)
     assert killed.returncode == -signal.SIGKILL
-    assert not (out / "results.jsonl").exists() or not read_rows(out)
+    assert not read_rows(out)
     flags = ["--model", "tiny-random", "--p23", "0.2,0.8", "--seeds", "1", "--n", "8"]
     flags += ["--train-max-steps", "1", "--train-batch-size", "4", "--train-lora-r", "4"]
     flags += ["--train-learning-rate", "0.01", "--out", str(out), "--quiet"]
