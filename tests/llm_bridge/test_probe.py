@@ -335,7 +335,9 @@ def test_likelihood_and_sample_agree_on_a_model_known_in_closed_form():
         lik = probe(stub, tok, "dog", "bird")
     assert lik.p == pytest.approx(want, rel=RTOL_F32)
     assert lik.details["per_question"]["q0:dog-first"] == pytest.approx(exact["dog"], rel=RTOL_F32)
-    assert lik.details["per_question"]["q0:bird-first"] == pytest.approx(exact["bird"], rel=RTOL_F32)
+    assert lik.details["per_question"]["q0:bird-first"] == pytest.approx(
+        exact["bird"], rel=RTOL_F32
+    )
     # the template answers carry 80% of the stub's answers, in both orders
     for mass in lik.details["template_mass"].values():
         assert mass == pytest.approx(0.8, rel=RTOL_F32)
