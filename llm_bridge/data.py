@@ -56,6 +56,7 @@ __all__ = [
     "load_jsonl",
     "make_dataset",
     "manifest_path",
+    "realised",
     "save_jsonl",
     "summarize",
 ]
@@ -156,6 +157,42 @@ class DatasetConfig:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
         if not isinstance(self.exact, bool):
             raise ValueError(f"exact must be True or False, got {self.exact!r}")
+        if self.exact:
+            _check_realisable(self)
+
+
+def _pair_sizes(n: int) -> dict[str, int]:
+    """Rows of each pair in an exact dataset of n rows: ceil(n/2) for 1-2, floor(n/2) for 2-3."""
+    return {"1-2": (n + 1) // 2, "2-3": n // 2}
+
+
+def realised(p: float, m: int) -> tuple[int, float]:
+    """(wins, proportion) that an exact dataset gives a pair of m rows asked for p: the nearest
+    count, halves rounded up (``round(p * m)``)."""
+    k = _round_half_up(p, m)
+    return k, (k / m if m else float("nan"))
+
+
+def _check_realisable(cfg: DatasetConfig) -> None:
+    """An exact dataset must realise a requested 0 < p < 1 strictly inside (0, 1): p12 = 0.99
+    with 32 rows of (o1, o2) would be 32 of 32, i.e. 1.0, a preference with no finite DPO
+    optimum and no finite log-odds. Raise, naming the smallest n that works."""
+    for name, pair in (("p12", "1-2"), ("p23", "2-3")):
+        p = getattr(cfg, name)
+        if not 0.0 < p < 1.0:
+            continue
+        m = _pair_sizes(cfg.n)[pair]
+        k, got = realised(p, m)
+        if 0 < k < m:
+            continue
+        n = cfg.n
+        while not 0 < realised(p, _pair_sizes(n)[pair])[0] < _pair_sizes(n)[pair]:
+            n += 1
+        raise ValueError(
+            f"{name} = {p!r} cannot be realised with {m} rows of pair {pair} (n = {cfg.n}): "
+            f"the nearest count is {k} of {m}, a proportion of {got:g}; the smallest n that "
+            f"realises it strictly between 0 and 1 is {n}"
+        )
 
 
 def _round_half_up(p: float, m: int) -> int:
@@ -185,7 +222,7 @@ def _plan_bernoulli(
 
 
 def _plan_exact(cfg: DatasetConfig, rng: random.Random) -> list[tuple[str, bool, bool, int, int]]:
-    sizes = {"1-2": (cfg.n + 1) // 2, "2-3": cfg.n // 2}
+    sizes = _pair_sizes(cfg.n)
     wins = {
         "1-2": _round_half_up(cfg.p12, sizes["1-2"]),
         "2-3": _round_half_up(cfg.p23, sizes["2-3"]),
@@ -233,7 +270,7 @@ def make_dataset(
         ValueError: a bad parameter, named with its value.
 
     Examples:
-        >>> ds = make_dataset(n=4, exact=True)
+        >>> ds = make_dataset(n=200, exact=True)  # p12 = 0.99 is 99 of the 100 rows of (o1, o2)
         >>> sorted(ds.column_names)[:3], ds[0]["prompt"][0]["role"]
         (['answer_id', 'chosen', 'loser'], 'user')
     """
@@ -267,6 +304,17 @@ def make_dataset(
                 "answer_id": a,
             }
         )
+    if not cfg.exact:
+        for name, pair in (("p12", "1-2"), ("p23", "2-3")):
+            p = getattr(cfg, name)
+            cells = [i_wins for pr, i_wins, *_ in plan if pr == pair]
+            if 0.0 < p < 1.0 and cells and sum(cells) in (0, len(cells)):
+                warnings.warn(
+                    f"the Bernoulli draw realised {name} = {p!r} as {sum(cells)} of "
+                    f"{len(cells)} (a proportion of {sum(cells) / len(cells):g}); use more rows "
+                    "or exact=True to realise it strictly between 0 and 1",
+                    stacklevel=2,
+                )
     description = json.dumps({_PARAMS_KEY: to_jsonable(cfg)}, sort_keys=True)
     return Dataset.from_list(rows, info=DatasetInfo(description=description, features=FEATURES))
 

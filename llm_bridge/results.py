@@ -44,10 +44,12 @@ __all__ = [
     "TrainSummary",
     "claim",
     "failures",
+    "read_references",
     "read_rows",
     "rebuild",
     "record_failure",
     "write_record",
+    "write_reference",
 ]
 
 RESULTS = "results.jsonl"
@@ -203,6 +205,37 @@ class RunRow:
 
 def run_dir(out: str | os.PathLike, run_id: str) -> Path:
     return Path(out) / RUNS / run_id
+
+
+REFERENCE = "reference.json"
+
+
+def reference_id(order: Sequence[str]) -> str:
+    """The pseudo run id under which the untrained model's probes of ``order`` are kept."""
+    return "reference_" + "-".join(order)
+
+
+def write_reference(
+    out: str | os.PathLike, order: Sequence[str], probes: Mapping[str, Mapping[str, ProbeResult]]
+) -> Path:
+    """Keep the reference (untrained) model's probes of ``order`` ({method: {pair: result}})."""
+    record = {
+        "order": list(order),
+        "probes": {m: {k: r._asdict() for k, r in pairs.items()} for m, pairs in probes.items()},
+    }
+    text = json.dumps(record, indent=1, sort_keys=True, ensure_ascii=False)
+    return atomic_write(run_dir(out, reference_id(order)) / REFERENCE, text + "\n")
+
+
+def read_references(out: str | os.PathLike) -> dict[tuple[str, ...], dict[str, dict]]:
+    """The reference model's probes kept in ``out``: {order: {method: {pair: ProbeResult}}}."""
+    found = {}
+    for path in sorted((Path(out) / RUNS).glob(f"reference_*/{REFERENCE}")):
+        d = json.loads(path.read_text(encoding="utf-8"))
+        found[tuple(d["order"])] = {
+            m: {k: ProbeResult(**r) for k, r in pairs.items()} for m, pairs in d["probes"].items()
+        }
+    return found
 
 
 def write_record(out: str | os.PathLike, row: RunRow) -> Path:

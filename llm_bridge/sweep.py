@@ -194,11 +194,11 @@ class SweepConfig:
         from .train import PRESETS as TRAIN_PRESETS
         from .train import preset as train_preset
 
-        DatasetConfig(order=self.order, p12=self.p12, n=self.n)  # validates order, p12 and n
         object.__setattr__(self, "order", tuple(self.order))
         if isinstance(self.p23, str):
             object.__setattr__(self, "p23", (self.p23,))
-        parse_grid(self.p23)
+        for p23 in parse_grid(self.p23):  # order, p12, n, and each dataset realisable
+            DatasetConfig(order=self.order, p12=self.p12, p23=p23, n=self.n, exact=self.exact)
         if not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 1:
             raise ValueError(f"seeds must be an integer >= 1, got {self.seeds!r}")
         probe = (self.probe,) if isinstance(self.probe, str) else tuple(self.probe)
@@ -418,6 +418,38 @@ def run_one(
     )
 
 
+REFERENCE_METHODS = ("likelihood",)
+"""Probe methods asked of the untrained model: the reference preferences p_ref of DPO's optimum
+(``theory``) are the likelihood probe's."""
+
+
+def reference_probes(config: SweepConfig, order) -> dict[str, dict[str, Any]]:
+    """The untrained model's probes of ``order`` ({method: {pair: ProbeResult}}), computed once
+    per sweep directory and order and kept in ``runs/reference_<order>/reference.json``; the
+    DPO-optimum curves of Figure 3 and the report start from them."""
+    from .models import load_model
+    from .probe import probe_order
+
+    out = Path(config.out)
+    order = tuple(order)
+    found = store.read_references(out).get(order)
+    if found is not None:
+        return found
+    with store.claim(out, store.reference_id(order)) as mine:
+        found = store.read_references(out).get(order)
+        if found is not None or not mine:  # another process computes it: leave it to it
+            return found or {}
+        model, tokenizer = load_model(
+            config.model,
+            device=config.train_config(RunSpec(order, config.p12, 0.0, 0)).device,
+            trust_remote_code=config.trust_remote_code,
+            progress=False,
+        )
+        probes = {m: probe_order(model, tokenizer, order, m) for m in REFERENCE_METHODS}
+        store.write_reference(out, order, probes)
+        return probes
+
+
 class Outcome(NamedTuple):
     """What one attempt at a run did: "done" (its record is written), "failed" (the error is
     recorded in its failures.jsonl), "busy" (another process holds the run) or "finished"
@@ -453,6 +485,7 @@ def attempt(
 
         try:
             event("start")
+            reference_probes(config, spec.order)
             row = run_one(config, spec, event)
             store.write_record(out, row)
         except Exception as err:

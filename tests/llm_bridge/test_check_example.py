@@ -36,7 +36,7 @@ def test_check_example_on_a_trained_run_directory(tmp_path, capsys):
     from llm_bridge.train import preset, train_dpo
 
     model, tok = load_model("tiny-random", progress=False)
-    data = make_dataset(("dog", "bird", "cat"), 0.99, 0.2, n=8, exact=True)
+    data = make_dataset(("dog", "bird", "cat"), 0.75, 0.25, n=8, exact=True)
     config = preset("cpu", output_dir=str(tmp_path / "run"), max_steps=1, batch_size=4, lora_r=4)
     train_dpo(model, tok, data, config, progress=False)
     out = _example().main(["--model", str(tmp_path / "run"), "--method", "reward"])

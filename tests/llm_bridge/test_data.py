@@ -11,7 +11,7 @@ import re
 from fractions import Fraction
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
@@ -37,6 +37,16 @@ def _round_half_up(p: float, m: int) -> int:
     return math.floor(x + Fraction(1, 2))
 
 
+def _smallest_n(p, name):
+    """The smallest n whose pair of ceil(n/2) (p12) or floor(n/2) (p23) rows realises p with
+    a count strictly between 0 and the rows, by brute force."""
+    for n in range(1, 100_000):
+        m = math.ceil(n / 2) if name == "p12" else n // 2
+        if m and 0 < _round_half_up(p, m) < m:
+            return n
+    raise AssertionError
+
+
 def _pair_rows(ds, pair):
     return [r for r in ds.to_list() if r["pair"] == pair]
 
@@ -49,6 +59,15 @@ def _pair_rows(ds, pair):
     "p12, p23", [(0.99, 0.3), (1.0, 0.0), (0.0, 1.0), (0.5, 0.35), (0.01, 0.95)]
 )
 def test_exact_counts(n, p12, p23):
+    sizes = {"p12": math.ceil(n / 2), "p23": n // 2}
+    for name, p in (("p12", p12), ("p23", p23)):
+        if 0 < p < 1 and _round_half_up(p, sizes[name]) in (0, sizes[name]):
+            # p cannot be realised strictly inside (0, 1): refused, naming the smallest n
+            with pytest.raises(ValueError, match=f"{name} = {p!r} cannot be realised") as err:
+                make_dataset(ORDER, p12, p23, n=n, seed=3, exact=True)
+            smallest = int(re.search(r"smallest n that .* is (\d+)", str(err.value)).group(1))
+            assert _smallest_n(p, name) == smallest
+            return
     ds = make_dataset(ORDER, p12, p23, n=n, seed=3, exact=True)
     rows12, rows23 = _pair_rows(ds, "1-2"), _pair_rows(ds, "2-3")
     assert len(rows12) == math.ceil(n / 2) and len(rows23) == n // 2
@@ -66,6 +85,8 @@ def test_exact_counts(n, p12, p23):
     seed=st.integers(0, 2**32),
 )
 def test_exact_counts_are_nearest(n, p12, p23, seed):
+    for p, m in ((p12, (n + 1) // 2), (p23, n // 2)):
+        assume(not (0 < p < 1) or 0 < _round_half_up(p, m) < m)  # else refused, tested above
     ds = make_dataset(ORDER, p12, p23, n=n, seed=seed, exact=True)
     for pair, p, winner in (("1-2", p12, "dog"), ("2-3", p23, "bird")):
         rows = _pair_rows(ds, pair)

@@ -64,7 +64,7 @@ def test_smollm2_convert_load_and_one_dpo_step(tmp_path, monkeypatch):
     assert "Paris" in answer, answer
 
     # one DPO step with the cpu preset
-    dataset = make_dataset(n=4, exact=True)
+    dataset = make_dataset(p12=0.5, p23=0.5, n=4, exact=True)
     cfg = preset("cpu", output_dir=str(tmp_path / "run"), max_steps=1, batch_size=2)
     result = train_dpo(model, tok, dataset, cfg, progress=False)
     log = [json.loads(line) for line in result.log_path.read_text().splitlines()]

@@ -30,6 +30,7 @@ from .rows import make_row
 # Two runs on tiny-random, one optimizer step each: seconds per run.
 TINY = dict(
     model="tiny-random",
+    p12=0.75,  # realisable with 4 rows of (o1, o2): 3 of 4
     p23=("0.2,0.8",),
     seeds=1,
     n=8,
@@ -269,7 +270,18 @@ def test_sweep_killed_mid_run_then_resumed_from_the_command_line(tmp_path):
     killed = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True)
     assert killed.returncode == -signal.SIGKILL
     assert not read_rows(out)
-    flags = ["--model", "tiny-random", "--p23", "0.2,0.8", "--seeds", "1", "--n", "8"]
+    flags = [
+        "--model",
+        "tiny-random",
+        "--p12",
+        "0.75",
+        "--p23",
+        "0.2,0.8",
+        "--seeds",
+        "1",
+        "--n",
+        "8",
+    ]
     flags += ["--train-max-steps", "1", "--train-batch-size", "4", "--train-lora-r", "4"]
     flags += ["--train-learning-rate", "0.01", "--out", str(out), "--quiet"]
     resumed = subprocess.run(

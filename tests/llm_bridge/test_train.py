@@ -20,7 +20,7 @@ FAST = dict(batch_size=4, lora_r=4, learning_rate=1e-2, save_steps=2, device="cp
 
 @pytest.fixture(scope="module")
 def dataset():
-    return make_dataset(n=32, seed=0, exact=True)
+    return make_dataset(p12=0.9, n=32, seed=0, exact=True)
 
 
 def _steps(log_path):
