@@ -271,10 +271,23 @@ def _add_plot(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_plot(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
     from .plot import save_figure3
+    from .results import SETTINGS, read_references
 
     rows = _rows(args.dir)
-    path = save_figure3(rows, args.out, method=args.method, M=args.M, link=args.link)
+    settings = json.loads((Path(args.dir) / SETTINGS).read_text())
+    path = save_figure3(
+        rows,
+        args.out,
+        method=args.method,
+        M=args.M,
+        link=args.link,
+        references=read_references(args.dir),
+        beta=(settings.get("train") or {}).get("beta"),
+    )
     print(f"llm-bridge plot: {len(rows)} runs -> {path}")
     return 0
 
@@ -299,13 +312,23 @@ def _run_analyze(args: argparse.Namespace) -> int:
 
     from ._io import atomic_write
     from .report import analyze_rows
+    from .results import read_references
     from .sweep import SETTINGS
 
     rows = _rows(args.dir)
     settings_path = Path(args.dir) / SETTINGS
     settings = json.loads(settings_path.read_text()) if settings_path.is_file() else None
-    result = analyze_rows(rows, method=args.method, M=args.M, link=args.link, settings=settings)
+    result = analyze_rows(
+        rows,
+        method=args.method,
+        M=args.M,
+        link=args.link,
+        settings=settings,
+        references=read_references(args.dir),
+    )
     print(result["summary"])
+    for claim in result["claims"]:
+        print(f"  {claim['id']}: {claim['verdict']}. {claim['details']}")
     if args.json:
         path = Path(args.json)
         atomic_write(path, json.dumps(result, indent=2, allow_nan=False) + "\n")

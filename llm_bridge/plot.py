@@ -7,6 +7,9 @@ One panel per order (o1 > o2 > o3). In each, against the dataset's p23 (x axis):
 * the p13 that Bradley-Terry implies from the dataset's own (p12, p23) (Eq. (3), dashed), and
   from each model's learned (p12^L, p23^L) (crosses): where the crosses leave the learned p13,
   the model is not a Bradley-Terry model of what it learned;
+* dotted (when the sweep's reference probes are given), DPO's optimum (``llm_bridge.theory``):
+  the p23 and p13 the model would express at the population minimum of the DPO loss, from the
+  untrained model's own preferences; where the points fall short of it, training stopped early;
 * shaded, the p23 values where the dataset's point (p12, p23) lies in the M-sensitive region
   Omega_M(p13, p12), |dp13/dp12| > M (Definition 4; prefjax): there a deviation of p12 by
   epsilon moves the implied p13 by more than M epsilon.
@@ -18,12 +21,13 @@ matplotlib draws (its object API; no global pyplot state); prefjax numbers come 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import theory
 from .convert import analyze, implied_p13, learned_from_row, m_sensitive_mask
 from .report import default_method
 from .results import RunRow
@@ -56,8 +60,15 @@ def figure3(
     M: float = 10.0,
     link: str = "logistic",
     title: str | None = None,
+    references: Mapping[tuple[str, ...], Mapping[str, Any]] | None = None,
+    beta: float | None = None,
 ):
     """Draw Figure 3 from sweep rows (``results.read_rows``); returns a matplotlib ``Figure``.
+
+    With ``references`` (the untrained model's probes per order, ``results.read_references``)
+    and ``beta`` (the DPO temperature of the training), each panel also draws where DPO's
+    optimum puts the learned p23 and p13 (``theory``, Eq. (1) and (2); dotted): the curve the
+    measured points would follow if training reached the population optimum.
 
     Args:
         rows: finished runs of a sweep.
@@ -66,6 +77,7 @@ def figure3(
         link: the pairwise model of the implied-p13 curves and the region (default
             Bradley-Terry).
         title: the figure's title; default names the model, method and seeds.
+        references, beta: see above; without them no optimum curves are drawn.
     """
     from matplotlib.figure import Figure
 
@@ -99,6 +111,17 @@ def figure3(
             lw=1.2,
             label=f"BT-implied $p_{{13}}$ from data ($p_{{12}}$={p12_data:g})",
         )
+        ref = (references or {}).get(order, {}).get("likelihood")
+        if ref is not None and beta is not None:
+            q12 = theory.logit(min(p12_data, 1.0 - 2.0**-53))
+            for pair, data_logit, color in (
+                ("p23", theory.logit(grid), "tab:orange"),
+                ("p13", q12 + theory.logit(grid), "tab:blue"),
+            ):
+                contexts = ref[pair].details["log_odds"].values()
+                curve, _ = theory.dpo_optimum_averaged(contexts, data_logit, beta)
+                label = f"DPO optimum $p_{{{pair[1:]}}}^L$ ($\\beta'$ = {beta:g})"
+                ax.plot(grid, curve, ls=":", lw=1.6, color=color, label=label)
         xs = sorted({r.p23_data for r, _, _ in runs})
         series = {"p13": [], "p23": [], "bt": []}
         for x in xs:

@@ -287,13 +287,13 @@ PRESETS: dict[str, SweepConfig] = {
     # pairs in the cpu preset's batches of 16, and learned nearly the same p12, p23 and p13 in
     # half the training time.
     "quick": SweepConfig(
-        p23=("0,0.02,0.05,0.1,0.3,0.7",),
+        p23=("0,0.01,0.02,0.05,0.1,0.3,0.45,0.5,0.55,0.7,1",),
         seeds=1,
-        n=64,
+        n=200,
         probe=("likelihood",),
         samples=50,
         train_preset="cpu",
-        train={"batch_size": 8},
+        train={"batch_size": 16},
     ),
     # Section 4 and Appendix C.1: six orders, p23 = 0, 0.05, ..., 1, three seeds, the paper's
     # DPO settings and Bernoulli datasets, 200 sampled answers per pair (plus the exact probe).

@@ -42,5 +42,5 @@ def test_check_example_on_a_trained_run_directory(tmp_path, capsys):
     out = _example().main(["--model", str(tmp_path / "run"), "--method", "reward"])
     assert all(0 < p < 1 for p in out["probes"].values())
     text = capsys.readouterr().out
-    assert "trained on D(dog,bird,cat, p12 = 0.99, p23 = 0.2)" in text
+    assert "trained on D(dog,bird,cat, p12 = 0.75, p23 = 0.25)" in text
     assert "(reward probe)" in text

@@ -74,7 +74,7 @@ def test_save_figure3_and_cli(tmp_path, capsys):
     assert (tmp_path / "f3.png").stat().st_size > 10_000
     assert main(["analyze", str(out), "--json", str(tmp_path / "a.json")]) == 0
     data = json.loads((tmp_path / "a.json").read_text())
-    assert set(data) == {"summary", "rows"} and len(data["rows"]) == len(ROWS)
+    assert set(data) == {"summary", "rows", "claims"} and len(data["rows"]) == len(ROWS)
     assert all(len(r) <= 10 for r in data["rows"])
     assert data["summary"] in capsys.readouterr().out
     assert main(["plot", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.png")]) == 2
