@@ -20,9 +20,10 @@ from ._links import cauchit as cauchit
 from ._links import link as link
 from ._links import logistic as logistic
 from ._links import probit as probit
-from ._regions import AreaEstimate as AreaEstimate
 from ._regions import is_m_sensitive as is_m_sensitive
 from ._regions import region_area as region_area
+from ._results import AreaEstimate as AreaEstimate
+from ._results import RegionBounds as RegionBounds
 from ._sensitivity import ScoreSensitivity as ScoreSensitivity
 from ._sensitivity import Sensitivity as Sensitivity
 from ._sensitivity import compose as compose
@@ -42,6 +43,7 @@ __all__ = [
     "AreaEstimate",
     "Link",
     "PrecisionWarning",
+    "RegionBounds",
     "ScoreSensitivity",
     "Sensitivity",
     "bradley_terry",

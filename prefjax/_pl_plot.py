@@ -122,7 +122,7 @@ def area_vs_k(
     from . import bradley_terry as bt
 
     scores = np.linspace(1.0, -1.0, 8) if scores is None else scores
-    scores = pl._check_scores(scores)
+    scores = vd.check_scores(scores)
     if scores.ndim != 1:
         raise ValueError(f"scores must be one score vector (N,); got shape {scores.shape}")
     Ms = [vd.check_positive_number("M", M) for M in Ms]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import warnings
 from functools import partial
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -20,32 +19,11 @@ import numpy as np
 from . import _kquad as kq
 from . import _validate as v
 from ._links import Link, as_link
-from ._sensitivity import _sensitivity_kernel
+from ._results import MC_SIGMAS, AreaEstimate
+from ._sensitivity import sensitivity_kernel
 
 WRT = ("ik", "kj")
 METHODS = ("quad", "grid", "mc", "is")
-
-# Monte Carlo error bars are this many standard errors: they cover the true area in 99.7% of
-# seeded runs (for a normal sampling distribution), the contract the tests check.
-MC_SIGMAS = 3.0
-
-
-class AreaEstimate(NamedTuple):
-    """An estimate of A(Omega_M) (Definition 4).
-
-    Attributes:
-        value: the estimated area, in [0, 1].
-        error: an error bar: |value - truth| <= error with high confidence (quadrature: the
-            Gauss-Kronrod estimate plus a rounding floor; grid: twice the change between two
-            resolutions plus the boundary cells; Monte Carlo: three standard errors).
-        method: "quad", "grid", "mc" or "is".
-        n_evals: how many times the sensitivity was evaluated.
-    """
-
-    value: float
-    error: float
-    method: str
-    n_evals: int
 
 
 def is_m_sensitive(g, p_ik, p_kj, M, wrt: str = "ik"):
@@ -157,20 +135,12 @@ def region_area(
     if method == "quad":
         return _area_quad(g, M, rtol=v.check_positive_number("rtol", rtol))
     if method == "grid":
-        n = 1000 if n is None else _check_n(n, method, minimum=8)
+        n = 1000 if n is None else v.check_n(n, method, minimum=8)
         return _area_grid(g, M, wrt, n)
-    n = 1_000_000 if n is None else _check_n(n, method, minimum=100)
+    n = 1_000_000 if n is None else v.check_n(n, method, minimum=100)
     if method == "mc":
         return _area_mc(g, M, wrt, n, int(seed))
     return _area_is(g, M, wrt, n, int(seed))
-
-
-def _check_n(n, method, minimum):
-    if isinstance(n, bool) or not isinstance(n, int | np.integer):
-        raise TypeError(f"n must be an int; got {n!r}")
-    if n < minimum:
-        raise ValueError(f"n = {n} is too small for method {method!r}; use n >= {minimum}")
-    return int(n)
 
 
 # --- "quad": root-found boundaries, adaptive Gauss-Kronrod over the other variable ------
@@ -453,7 +423,7 @@ _CHUNK = 1 << 20
 
 @partial(jax.jit, static_argnums=(0, 3))
 def _indicator(g: Link, p_ik, p_kj, wrt_ik: bool, M):
-    s, _ = _sensitivity_kernel(g, p_ik, p_kj)
+    s, _ = sensitivity_kernel(g, p_ik, p_kj)
     d = s.d_ik if wrt_ik else s.d_kj
     return jnp.abs(d) > M  # NaN (invalid) compares False
 

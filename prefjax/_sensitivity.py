@@ -52,7 +52,7 @@ def _compose_kernel(g: Link, p_ik, p_kj):
 
 
 @partial(jax.jit, static_argnums=0)
-def _sensitivity_kernel(g: Link, p_ik, p_kj):
+def sensitivity_kernel(g: Link, p_ik, p_kj):
     p_ik, p_kj = jnp.broadcast_arrays(p_ik, p_kj)
     # Forward-mode autodiff of Lemma 1: linearize once (the primal, e.g. a numeric inverse,
     # is computed once), then push the two unit tangents through the linear map. The chain
@@ -134,7 +134,7 @@ def sensitivity(g, p_ik, p_kj) -> Sensitivity:
         True
     """
     g, p_ik, p_kj = _prepare(g, p_ik, p_kj)
-    out, ok = _sensitivity_kernel(g, p_ik, p_kj)
+    out, ok = sensitivity_kernel(g, p_ik, p_kj)
     if not v.is_traced(ok) and not bool(ok):
         v.raise_for_bad_probabilities(p_ik=p_ik, p_kj=p_kj)
     return out

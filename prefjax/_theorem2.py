@@ -123,20 +123,20 @@ def theorem2_table(
 
     links = [logistic, probit] if links is None else [as_link(g, "links") for g in links]
     Ms = [vd.check_positive_number("M", M) for M in Ms]
-    Ks = [pl._as_index("Ks", k) for k in Ks]
+    Ks = [vd.as_index("Ks", k) for k in Ks]
     if not Ks or min(Ks) < 2:
         raise ValueError(f"Ks must be tuple lengths >= 2; got {Ks}")
     rtol = vd.check_positive_number("rtol", rtol)
     k_max = max(Ks)
     if scores is None:
         scores = np.zeros(k_max)
-    scores = np.asarray(pl._check_scores(scores), dtype=np.float64)
+    scores = np.asarray(vd.check_scores(scores), dtype=np.float64)
     if scores.ndim != 1 or scores.shape[0] < k_max:
         raise ValueError(
             f"scores must be one vector of at least max(Ks) = {k_max} scores; got shape "
             f"{scores.shape}"
         )
-    u, v_ = pl._check_positions(u, v, min(Ks))
+    u, v_ = vd.check_positions(u, v, min(Ks))
     if score_view is True:
         score_view = ("plackett_luce", "probit")
     elif score_view is False or score_view is None:

@@ -36,7 +36,6 @@ Notes on the paper (each checked by a test in ``tests/prefjax/test_plackett_luce
 from __future__ import annotations
 
 import math
-import operator
 from functools import partial
 from typing import NamedTuple
 
@@ -47,14 +46,13 @@ import numpy as np
 from . import _kmodels as km
 from . import _kquad as kq
 from . import _validate as vd
-from ._regions import AreaEstimate
+from ._results import AreaEstimate, RegionBounds
 
 Array = jax.Array
 
 __all__ = [
     "AlphaBeta",
     "KSensitivity",
-    "RegionBounds",
     "RobustnessVsK",
     "ScoreView",
     "alpha_beta",
@@ -83,80 +81,9 @@ __all__ = [
 WRT = ("uv", "vu")
 
 
-# --- argument checks -----------------------------------------------------------------------
-
-
-def _as_index(name: str, x) -> int:
-    if isinstance(x, jax.core.Tracer):
-        raise TypeError(
-            f"{name} must be a concrete int (it fixes the program's shape); got a tracer"
-        )
-    if isinstance(x, bool | np.bool_):
-        raise TypeError(f"{name} must be an int; got {x!r}")
-    try:
-        return operator.index(x)
-    except TypeError:
-        if isinstance(x, np.ndarray | jax.Array) and np.ndim(x) == 0:
-            host = np.asarray(x)
-            if np.issubdtype(host.dtype, np.integer):
-                return int(host)
-        raise TypeError(f"{name} must be an int; got {x!r}") from None
-
-
-def _check_ranking(name: str, omega, n: int | None = None, min_k: int = 2) -> tuple[int, ...]:
-    """A tuple of distinct ints in [0, n); K >= min_k."""
-    if isinstance(omega, jax.core.Tracer):
-        raise TypeError(
-            f"{name} must be a concrete sequence of option indices (it is static under jit); "
-            "got a tracer"
-        )
-    if isinstance(omega, np.ndarray | jax.Array):
-        if np.ndim(omega) != 1:
-            raise ValueError(f"{name} must be one-dimensional; got shape {np.shape(omega)}")
-        omega = np.asarray(omega).tolist()
-    try:
-        items = list(omega)
-    except TypeError:
-        raise TypeError(f"{name} must be a sequence of option indices; got {omega!r}") from None
-    out = tuple(_as_index(f"{name}[{i}]", o) for i, o in enumerate(items))
-    if len(out) < min_k:
-        raise ValueError(f"{name} must rank at least {min_k} options; got K = {len(out)}: {out}")
-    seen: dict[int, int] = {}
-    for i, o in enumerate(out):
-        if o < 0 or (n is not None and o >= n):
-            where = f"0 <= index < {n}" if n is not None else "index >= 0"
-            raise ValueError(f"{name}[{i}] = {o} is out of range ({where} for N = {n} options)")
-        if o in seen:
-            raise ValueError(
-                f"{name} repeats option {o} (positions {seen[o]} and {i}); a ranking lists "
-                "distinct options"
-            )
-        seen[o] = i
-    return out
-
-
-def _check_scores(scores, min_n: int = 2) -> Array:
-    scores = vd.as_float_array("scores", scores)
-    if scores.ndim < 1:
-        raise ValueError("scores must be an array (..., N) of option scores; got a scalar")
-    if scores.shape[-1] < min_n:
-        raise ValueError(f"scores must have at least {min_n} options; got N = {scores.shape[-1]}")
-    vd.check_finite(scores=scores)
-    return scores
-
-
-def _check_positions(u, v_, k: int) -> tuple[int, int]:
-    u, v_ = _as_index("u", u), _as_index("v", v_)
-    if not u < v_:
-        raise ValueError(f"positions must satisfy u < v; got u = {u}, v = {v_}")
-    if u < 0 or v_ >= k:
-        raise ValueError(f"positions must satisfy 0 <= u < v < K = {k}; got u = {u}, v = {v_}")
-    return u, v_
-
-
 def _prepare(scores, omega, min_k: int = 2):
-    scores = _check_scores(scores)
-    omega = _check_ranking("omega", omega, scores.shape[-1], min_k)
+    scores = vd.check_scores(scores)
+    omega = vd.check_ranking("omega", omega, scores.shape[-1], min_k)
     return scores, omega
 
 
@@ -232,19 +159,13 @@ def reorder(omega, u, v, rest=None) -> tuple[tuple[int, ...], tuple[int, ...]]:
         >>> pl.reorder((4, 2, 7, 1), 1, 3)
         ((4, 7, 2, 1), (4, 7, 1, 2))
     """
-    omega = _check_ranking("omega", omega)
-    u, v_ = _check_positions(u, v, len(omega))
+    omega = vd.check_ranking("omega", omega)
+    u, v_ = vd.check_positions(u, v, len(omega))
     a, b = omega[u], omega[v_]
     if rest is None:
         rest = tuple(o for i, o in enumerate(omega) if i not in (u, v_))
     else:
-        rest = _check_ranking("rest", rest, min_k=0)
-        if len(rest) != len(omega) - 2:
-            raise ValueError(
-                f"rest must list K - 2 = {len(omega) - 2} options; got {len(rest)}: {rest}"
-            )
-        if a in rest or b in rest:
-            raise ValueError(f"rest must not contain omega[u] = {a} or omega[v] = {b}; got {rest}")
+        rest = vd.check_rest(rest, omega, u, v_)
     return rest + (a, b), rest + (b, a)
 
 
@@ -260,7 +181,7 @@ def ratio(scores, omega, u, v) -> Array:
         True
     """
     scores, omega = _prepare(scores, omega)
-    u, v_ = _check_positions(u, v, len(omega))
+    u, v_ = vd.check_positions(u, v, len(omega))
     return jnp.exp(scores[..., omega[v_]] - scores[..., omega[u]])
 
 
@@ -363,7 +284,7 @@ def alpha_beta(scores, omega, u, v) -> AlphaBeta:
         (3.0, 0.166666666667)
     """
     scores, omega = _prepare(scores, omega)
-    u, v_ = _check_positions(u, v, len(omega))
+    u, v_ = vd.check_positions(u, v, len(omega))
     return _alpha_beta(scores[..., jnp.asarray(omega)], u, v_)
 
 
@@ -455,11 +376,11 @@ def sensitivity(scores, omega, u, v, method: str = "closed_form", rest=None) -> 
         True
     """
     scores, omega = _prepare(scores, omega)
-    u, v_ = _check_positions(u, v, len(omega))
+    u, v_ = vd.check_positions(u, v, len(omega))
     vd.check_choice("method", method, METHODS)
     om_uv, om_vu = reorder(omega, u, v_, rest)
     if rest is not None:
-        _check_ranking("rest", om_uv, scores.shape[-1])
+        vd.check_ranking("rest", om_uv, scores.shape[-1])
     lx = _lp(scores, jnp.asarray(om_uv))
     ly = _lp(scores, jnp.asarray(om_vu))
     p = jnp.exp(_lp(scores, jnp.asarray(omega)))
@@ -498,22 +419,6 @@ def sensitivity(scores, omega, u, v, method: str = "closed_form", rest=None) -> 
 # --- Eqs. (11)-(12) and Proposition 2 -------------------------------------------------------
 
 
-class RegionBounds(NamedTuple):
-    """Omega_M sliced at one value of its outer variable (Eqs. (11)-(12)).
-
-    wrt="uv": 0 < p_uv < limit and low < p_vu < high; wrt="vu": 0 < p_vu < limit and
-    low < p_uv < high. Outside the slice range low and high are NaN.
-
-    Attributes:
-        low, high: the inner variable's open interval at ``at``.
-        limit: beta / (4 alpha M), the end of the outer variable's range.
-    """
-
-    low: Array
-    high: Array
-    limit: Array
-
-
 def _check_m(M) -> float:
     return vd.check_positive_number("M", M)
 
@@ -549,7 +454,9 @@ def region_bounds(M, alpha, beta, wrt: str = "uv", *, at) -> RegionBounds:
         at: the outer variable (p_uv for wrt="uv", p_vu for wrt="vu").
 
     Returns:
-        ``RegionBounds(low, high, limit)``.
+        :class:`prefjax.RegionBounds` ``(low, high, limit)``: the inner variable's open
+        interval at ``at`` (NaN outside the slice range) and limit = beta / (4 alpha M), the end
+        of the outer variable's range.
 
     Examples:
         >>> from prefjax import plackett_luce as pl
@@ -668,7 +575,7 @@ def numeric_region_area(M, alpha, beta, wrt: str = "uv", rtol: float = 1e-12) ->
     beta = vd.check_positive_number("beta", beta)
     vd.check_choice("wrt", wrt, WRT)
     rtol = vd.check_positive_number("rtol", rtol)
-    ab = jnp.asarray([alpha, beta], dtype=jnp.float64 if vd._x64_enabled() else jnp.float32)
+    ab = jnp.asarray([alpha, beta], dtype=jnp.float64 if vd.x64_enabled() else jnp.float32)
 
     def integrand(w):
         # Fixed-size chunks (padded), so that the kernel compiles once, not once per round.
@@ -742,15 +649,15 @@ def robustness_vs_k(scores, M=2.0, u=0, v=1, order=None, wrt: str = "uv") -> Rob
     """
     from . import bradley_terry as bt
 
-    scores = _check_scores(scores)
+    scores = vd.check_scores(scores)
     n = scores.shape[-1]
     M = _check_m(M)
     vd.check_choice("wrt", wrt, WRT)
-    u, v_ = _check_positions(u, v, n)
+    u, v_ = vd.check_positions(u, v, n)
     if order is None:
         s = -jnp.sort(-scores, axis=-1)  # options by decreasing score
     else:
-        order = _check_ranking("order", order, n)
+        order = vd.check_ranking("order", order, n)
         if len(order) != n:
             raise ValueError(f"order must rank all N = {n} options; got K = {len(order)}")
         s = scores[..., jnp.asarray(order)]
@@ -796,8 +703,8 @@ def random_utility_log_prob(
     """
     scores, omega = _prepare(scores, omega)
     vd.check_choice("noise", noise, tuple(km.NOISES))
-    cells = _as_index("cells", cells)
-    nodes = _as_index("nodes", nodes)
+    cells = vd.as_index("cells", cells)
+    nodes = vd.as_index("nodes", nodes)
     if cells < 1 or nodes < 2:
         raise ValueError(f"cells must be >= 1 and nodes >= 2; got cells = {cells}, nodes = {nodes}")
     return _ru(scores, jnp.asarray(omega), km.NOISES[noise], cells, nodes)
@@ -863,7 +770,7 @@ def _implied_kernel(model, scores, target, coord_a, coord_b, vary):
 
 
 def _check_vary(vary, n):
-    vary = _check_ranking("vary", vary, n)
+    vary = vd.check_ranking("vary", vary, n)
     if len(vary) != 2:
         raise ValueError(f"vary must name two options; got {vary}")
     return vary
@@ -874,9 +781,9 @@ def _check_implied_args(target, coords, vary, n: int):
     if len(coords) != 2:
         raise ValueError(f"coords must be two rankings; got {coords!r}")
     return (
-        _check_ranking("target", target, n),
-        _check_ranking("coords[0]", coords[0], n),
-        _check_ranking("coords[1]", coords[1], n),
+        vd.check_ranking("target", target, n),
+        vd.check_ranking("coords[0]", coords[0], n),
+        vd.check_ranking("coords[1]", coords[1], n),
         _check_vary(vary, n),
     )
 
@@ -909,7 +816,7 @@ def implied_sensitivity(scores, target, coords, vary, *, model="plackett_luce") 
         >>> bool(abs(sv.d_a - bt.d_ik(sv.p_a, sv.p_b)) < 1e-12)
         True
     """
-    scores = _check_scores(scores)
+    scores = vd.check_scores(scores)
     target, coord_a, coord_b, vary = _check_implied_args(target, coords, vary, scores.shape[-1])
     kmodel = _model(model)
     idx = [jnp.asarray(t) for t in (target, coord_a, coord_b, vary)]
@@ -933,7 +840,7 @@ def score_view_sensitivity(scores, omega, u, v, *, model="plackett_luce", rest=N
         (0.166666666667, -0.375)
     """
     scores, omega = _prepare(scores, omega)
-    u, v_ = _check_positions(u, v, len(omega))
+    u, v_ = vd.check_positions(u, v, len(omega))
     om_uv, om_vu = reorder(omega, u, v_, rest)
     return implied_sensitivity(scores, omega, (om_uv, om_vu), (omega[u], omega[v_]), model=model)
 
@@ -983,7 +890,7 @@ def implied_area(
         >>> abs(est.value - float(bt.region_area(10.0))) < 1e-8 * est.value   # Proposition 1
         True
     """
-    scores = _check_scores(scores)
+    scores = vd.check_scores(scores)
     if scores.ndim != 1:
         raise ValueError(f"scores must be one score vector (N,); got shape {scores.shape}")
     target, coord_a, coord_b, vary = _check_implied_args(target, coords, vary, scores.shape[-1])
@@ -1025,7 +932,7 @@ def score_view_area(
         0.5
     """
     scores, omega = _prepare(scores, omega, min_k=3)
-    u, v_ = _check_positions(u, v, len(omega))
+    u, v_ = vd.check_positions(u, v, len(omega))
     vd.check_choice("wrt", wrt, WRT)
     om_uv, om_vu = reorder(omega, u, v_, rest)
     return implied_area(

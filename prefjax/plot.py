@@ -14,7 +14,7 @@ import numpy as np
 from ._links import as_link
 from ._pl_plot import area_vs_k as area_vs_k
 from ._pl_plot import pl_regions as pl_regions
-from ._sensitivity import _sensitivity_kernel
+from ._sensitivity import sensitivity_kernel
 
 __all__ = ["area_vs_k", "pl_regions", "sensitive_regions"]
 
@@ -62,7 +62,7 @@ def sensitive_regions(g, Ms: Sequence[float] = (1.01, 2, 3, 5, 10), n: int = 400
     cmap = colormaps["viridis"]
     colors = [cmap(0.15 + 0.8 * k / max(len(Ms) - 1, 1)) for k in range(len(Ms))]
     for row, link in zip(axes, links, strict=True):
-        s, _ = _sensitivity_kernel(link, jnp.asarray(p_ik), jnp.asarray(p_kj))
+        s, _ = sensitivity_kernel(link, jnp.asarray(p_ik), jnp.asarray(p_kj))
         for ax, d, wrt in ((row[0], s.d_ik, "p_{ik}"), (row[1], s.d_kj, "p_{kj}")):
             d = np.abs(np.asarray(d))
             top = max(float(np.nanmax(d)), Ms[-1]) * 2.0  # contourf needs finite levels
