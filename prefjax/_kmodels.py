@@ -29,8 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _kquad as kq
 from . import _numerics as nx
+from . import _quadrature as qd
 
 Array = jax.Array
 
@@ -112,8 +112,8 @@ def ru_log_prob(s_omega, noise: Noise, cells: int, nodes: int) -> Array:
 
 
 def _ru_one(noise: Noise, cells: int, nodes: int, s):
-    xi, w = kq.gauss_legendre(nodes)
-    q = kq.integration_matrix(nodes)
+    xi, w = qd.gauss_legendre(nodes)
+    q = qd.integration_matrix(nodes)
     xi, w, q = (jnp.asarray(a, dtype=s.dtype) for a in (xi, w, q))
     lo = jax.lax.stop_gradient(jnp.min(s) - noise.left)
     hi = jax.lax.stop_gradient(jnp.max(s) + noise.right)
@@ -230,8 +230,8 @@ def implied_from_parts(val, jac):
     det_safe = jnp.where(ok, det_l, 1.0)
     z0 = jnp.where(ok, (d * g0 - c * g1) / det_safe, jnp.nan)
     z1 = jnp.where(ok, (a * g1 - b * g0) / det_safe, jnp.nan)
-    log_da = jnp.where(ok, lp - lx + kq.log_clip(z0), -jnp.inf)
-    log_db = jnp.where(ok, lp - ly + kq.log_clip(z1), -jnp.inf)
+    log_da = jnp.where(ok, lp - lx + nx.log_clip(z0), -jnp.inf)
+    log_db = jnp.where(ok, lp - ly + nx.log_clip(z1), -jnp.inf)
     d_a = jnp.exp(lp - lx) * z0
     d_b = jnp.exp(lp - ly) * z1
     log_det = lx + ly + jnp.log(jnp.abs(det_l))
@@ -243,7 +243,7 @@ def _ad_to_scores(a, d):
     return jnp.stack([a + 0.5 * d, a - 0.5 * d])
 
 
-_MAX_CROSSINGS = 4  # per level (+M and -M) and slice
+MAX_CROSSINGS = 4  # per level (+M and -M) and slice
 _MAX_BUMPS = 3
 _INNER_NODES = 4
 _CELL = 0.5
@@ -271,11 +271,11 @@ def _squash(log_abs, sign):
 @partial(jax.jit, static_argnums=(0, 7, 8))
 def _slices(model, scores, target, coord_a, coord_b, vary, d, wrt: int, n_cells: int, a_range):
     """For each d: int over {a : |d_wrt(a, d)| > M} of |det J| da, the number of crossings of
-    |d_wrt| = M, and the most sign changes of one level (more than _MAX_CROSSINGS: overflow).
+    |d_wrt| = M, and the most sign changes of one level (more than MAX_CROSSINGS: overflow).
 
     chi = sign(d_wrt) asinh(|d_wrt| / M) is sampled at the edges of ``n_cells`` cells along a;
     the region is |chi| > asinh(1). Each cell edge pair where chi - L changes sign
-    (L = +-asinh(1)) holds a crossing, refined by :func:`prefjax._kquad.bracketed_root`.
+    (L = +-asinh(1)) holds a crossing, refined by :func:`prefjax._quadrature.bracketed_root`.
     |det J| is integrated by 4-point Gauss-Legendre over every cell, or over the inside pieces
     of a cell with crossings. A region (or gap) narrower than a cell, near a fold of its
     boundary, leaves no sign change at the edges: every sampled local extremum of chi short of
@@ -284,7 +284,7 @@ def _slices(model, scores, target, coord_a, coord_b, vary, d, wrt: int, n_cells:
     """
     a_lo, a_hi, log_m = a_range[0], a_range[1], a_range[2]
     edges = jnp.linspace(a_lo, a_hi, n_cells + 1)
-    xi, wi = (jnp.asarray(t) for t in kq.gauss_legendre(_INNER_NODES))
+    xi, wi = (jnp.asarray(t) for t in qd.gauss_legendre(_INNER_NODES))
     big = jnp.inf
 
     def chi(a, dd):
@@ -326,13 +326,13 @@ def _slices(model, scores, target, coord_a, coord_b, vary, d, wrt: int, n_cells:
             change = above[:-1] != above[1:]
             over = jnp.maximum(over, jnp.sum(change))
             n_cross = n_cross + jnp.sum(change)
-            (idx,) = jnp.nonzero(change, size=_MAX_CROSSINGS, fill_value=n_cells)
+            (idx,) = jnp.nonzero(change, size=MAX_CROSSINGS, fill_value=n_cells)
             safe = jnp.minimum(idx, n_cells - 1)
             br_lo.append(edges[safe])
             br_hi.append(edges[safe + 1])
             br_flo.append(x[safe] - lev)
             br_fhi.append(x[safe + 1] - lev)
-            br_lev.append(jnp.full((_MAX_CROSSINGS,), lev))
+            br_lev.append(jnp.full((MAX_CROSSINGS,), lev))
             br_used.append(idx < n_cells)
             cell_of.append(idx)
 
@@ -345,11 +345,11 @@ def _slices(model, scores, target, coord_a, coord_b, vary, d, wrt: int, n_cells:
         lev_c = jnp.where(is_max, lev_max, lev_min)
         short = jnp.where(is_max, lev_max - mid, mid - lev_min)
         short = jnp.where((is_max | is_min) & jnp.isfinite(short), short, big)
-        _, cand = jax.lax.top_k(-short, _MAX_BUMPS)  # the extrema nearest to a level
+        cand = nx.smallest(short[None, :], _MAX_BUMPS)[0]  # the extrema nearest to a level
         lev_b = jnp.where(jnp.isfinite(short[cand]), lev_c[cand], 0.0)
         sgn = jnp.where(is_max[cand], 1.0, -1.0)  # maximise sgn * (chi - level)
         b_lo, b_mid, b_hi = edges[cand], edges[cand + 1], edges[cand + 2]
-        x_star, g_star = kq.parabolic_max(
+        x_star, g_star = qd.parabolic_max(
             lambda a: sgn * (chi_d(a, dd) - lev_b),
             b_lo,
             b_mid,
@@ -373,14 +373,14 @@ def _slices(model, scores, target, coord_a, coord_b, vary, d, wrt: int, n_cells:
         lo, hi = jnp.concatenate(br_lo), jnp.concatenate(br_hi)
         lev_all, used = jnp.concatenate(br_lev), jnp.concatenate(br_used)
         hi = jnp.where(used, hi, lo)
-        roots = kq.bracketed_root(
+        roots = qd.bracketed_root(
             lambda a: chi_d(a, dd) - lev_all,
             lo,
             hi,
             jnp.concatenate(br_flo),
             jnp.concatenate(br_fhi),
         )
-        n_c = _MAX_CROSSINGS
+        n_c = MAX_CROSSINGS
         t_plus = jnp.full((n_cells,), jnp.nan).at[cell_of[0]].set(roots[:n_c], mode="drop")
         t_minus = (
             jnp.full((n_cells,), jnp.nan).at[cell_of[1]].set(roots[n_c : 2 * n_c], mode="drop")
@@ -431,7 +431,8 @@ def implied_area(
     the rotated coordinates (a, d) = ((s_0 + s_1)/2, s_0 - s_1) (Jacobian 1): the inner integral
     over a by :func:`_slices`, the outer one over d by adaptive Gauss-Kronrod. The integration
     box reaches ``model.noise.tail`` past the fixed scores, where the probabilities (and so the
-    area left out) are below e^-40. Returns (value, error, n_evals, max crossings per slice).
+    area left out) are below e^-40. Returns (value, error, n_evals); raises RuntimeError where
+    a slice has more crossings than are handled.
     """
     fixed = np.delete(np.asarray(scores), np.asarray(vary))
     tail = model.noise.tail
@@ -447,60 +448,43 @@ def implied_area(
     n_slices = 0
 
     def slices(d):
-        """(integrals, crossing counts) at the points d, sent in padded chunks."""
+        """(integrals, crossing counts) at the points d."""
         nonlocal max_over, n_slices
-        vals, counts = [], []
-        for start in range(0, d.size, _CHUNK):
-            part = d[start : start + _CHUNK]
-            padded = np.pad(part, (0, _CHUNK - part.size))
-            out = _slices(
-                model,
-                scores,
-                target,
-                coord_a,
-                coord_b,
-                vary,
-                jnp.asarray(padded),
-                wrt,
-                n_cells,
-                a_range,
-            )
-            vals.append(np.asarray(out[0])[: part.size])
-            counts.append(np.asarray(out[1])[: part.size])
-            max_over = max(max_over, int(np.max(np.asarray(out[2])[: part.size])))
-            n_slices += _CHUNK
-        return np.concatenate(vals), np.concatenate(counts)
+        vals, counts, over = qd.in_chunks(
+            lambda chunk: _slices(
+                model, scores, target, coord_a, coord_b, vary, chunk, wrt, n_cells, a_range
+            ),
+            d,
+            (_CHUNK,),
+            fill=0.0,
+        )
+        max_over = max(max_over, int(np.max(over, initial=0)))
+        n_slices += -(-d.size // _CHUNK) * _CHUNK
+        return vals, counts
 
     # Breakpoints where the number of crossings changes: folds of the region's boundary, where
-    # a slice's interval is born with a square-root profile. Gauss-Kronrod's error estimate can
-    # miss such a kink inside an interval; at an end point the adaptive bisection resolves it.
-    # A scan of _SCAN points brackets each change, and _SCAN_ROUNDS rounds of sampling inside
-    # all brackets at once (one chunk per round) shrink them to ~1e-10 of the range (a kink that
-    # close to a breakpoint changes the area by ~(1e-10)^1.5).
+    # a slice's interval is born with a square-root profile. A scan of _SCAN points brackets
+    # each change, and _SCAN_ROUNDS rounds of sampling inside all brackets at once (one chunk
+    # per round) shrink them to ~1e-10 of the range (a kink that close to a breakpoint changes
+    # the area by ~(1e-10)^1.5).
     grid = np.linspace(-tail, tail, _SCAN if model.cells == 0 else _SCAN_RU)
-    _, counts = slices(grid)
-    changes = np.nonzero(counts[:-1] != counts[1:])[0]
-    lo, hi = grid[changes], grid[changes + 1]
-    c_lo = counts[changes]
-    if lo.size:
-        per = max(2, _CHUNK // lo.size)
-        for _ in range(_SCAN_ROUNDS):
-            t = np.linspace(0.0, 1.0, per + 2)[1:-1]
-            pts = lo[:, None] + (hi - lo)[:, None] * t[None, :]
-            _, c = slices(pts.ravel())
-            c = c.reshape(pts.shape)
-            # The first sample whose count differs from the left end's: the new bracket.
-            differs = c != c_lo[:, None]
-            first = np.where(differs.any(axis=1), differs.argmax(axis=1), per)
-            new_hi = np.where(first < per, pts[np.arange(lo.size), np.minimum(first, per - 1)], hi)
-            new_lo = np.where(first > 0, pts[np.arange(lo.size), np.maximum(first - 1, 0)], lo)
-            lo, hi = new_lo, new_hi
-            if np.all(hi - lo <= 1e-10 * tail):
-                break
-    breaks = np.unique(np.concatenate([np.linspace(-tail, tail, 9), 0.5 * (lo + hi)]))
-
-    value, error, _ = kq.adaptive_gk(
-        lambda d: slices(d)[0], breaks, rtol=rtol, atol=1e-300, what="score-view area"
+    found = qd.find_breaks(
+        lambda d: slices(d)[1], grid, rounds=_SCAN_ROUNDS, chunk=_CHUNK, tol=1e-10 * tail
     )
-    per_slice = (n_cells + 1) * (1 + _INNER_NODES) + (2 * _MAX_CROSSINGS + 2 * _MAX_BUMPS) * 12
-    return value, error, n_slices * per_slice, max_over
+    breaks = np.unique(np.concatenate([np.linspace(-tail, tail, 9), found]))
+
+    value, error, _ = qd.adaptive_gk(
+        lambda d: slices(d)[0],
+        breaks[:-1],
+        breaks[1:],
+        rtol=rtol,
+        atol=1e-300,
+        what="score-view area",
+    )
+    if max_over > MAX_CROSSINGS:
+        raise RuntimeError(
+            f"d_{'ab'[wrt]} crosses M = {M} (or -M) {max_over} times along one slice (at most "
+            f"{MAX_CROSSINGS} per level are handled); the area would be wrong"
+        )
+    per_slice = (n_cells + 1) * (1 + _INNER_NODES) + (2 * MAX_CROSSINGS + 2 * _MAX_BUMPS) * 12
+    return value, error, n_slices * per_slice

@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _kquad as kq
+from . import _numerics as nx
+from . import _quadrature as qd
 from . import _validate as v
 from ._links import Link, as_link
 from ._results import MC_SIGMAS, AreaEstimate
@@ -198,7 +199,7 @@ def _slice_lengths(g: Link, s, log_m, u_grid):
     step = jnp.abs(jnp.diff(Fg, axis=1))
     prominent = (step[:, :-1] > 64 * noise[:, 1:-1]) & (step[:, 1:] > 64 * noise[:, 1:-1])
     score = jnp.where(turn & prominent, jnp.abs(Fg[:, 1:-1]), jnp.inf)
-    order = _smallest(score, _MAX_EXTREMA)
+    order = nx.smallest(score, _MAX_EXTREMA)
     has = jnp.isfinite(jnp.take_along_axis(score, order, axis=1))
     k = order + 1  # (m, E) node indices
     is_max = jnp.take_along_axis(rise, order, axis=1)  # rising into k: a maximum
@@ -235,7 +236,7 @@ def _slice_lengths(g: Link, s, log_m, u_grid):
     change = ((left_F > 0) != (right_F > 0)) & ~noisy
     overflow = jnp.sum(change, axis=1) > _MAX_ROOTS  # a link this method does not handle
     col = jnp.arange(change.shape[1], dtype=Fg.dtype)
-    order = _smallest(jnp.where(change, col, jnp.inf), _MAX_ROOTS)  # the first ones, in order
+    order = nx.smallest(jnp.where(change, col, jnp.inf), _MAX_ROOTS)  # the first ones, in order
     take = lambda a: jnp.take_along_axis(a, order, axis=1)  # noqa: E731
     valid = take(change)
     a, b, Fa = take(left_u), take(right_u), take(left_F)
@@ -269,20 +270,6 @@ def _slice_lengths(g: Link, s, log_m, u_grid):
     return total, overflow, pieces
 
 
-def _smallest(x, k):
-    """Column indices of the k smallest entries of each row, smallest first.
-
-    k passes of argmin: on the CPU, lax.top_k and argsort sort whole rows and cost ~50x more.
-    """
-    rows = jnp.arange(x.shape[0])
-    picks = []
-    for _ in range(k):
-        j = jnp.argmin(x, axis=1)
-        picks.append(j)
-        x = x.at[rows, j].set(jnp.inf)
-    return jnp.stack(picks, axis=1)
-
-
 def _score_grid(g: Link):
     """Scores u = g^-1(p_ik) at p_ik = sigma(t), t evenly spaced in [-45, 45] (N even).
 
@@ -302,16 +289,11 @@ def _area_quad(g: Link, M: float, rtol: float, atol: float = 1e-300, max_rounds:
     def slices(s):
         """Slice lengths l(p_kj) and interval counts at p_kj = 1 - s^2."""
         nonlocal n_evals
-        # Fixed-size chunks: jit compiles one shape per link, whatever the round's size.
-        chunk = _SLICE_CHUNK if s.size > _SMALL_CHUNK else _SMALL_CHUNK
-        pad = -s.size % chunk
-        s_pad = jnp.asarray(np.concatenate([s, np.full(pad, 0.5)]))
-        parts = [
-            _slice_lengths(g, s_pad[i : i + chunk], log_m, u_grid)
-            for i in range(0, s_pad.size, chunk)
-        ]
-        lengths, overflow, count = (
-            np.concatenate([np.asarray(p[k]) for p in parts])[: s.size] for k in range(3)
+        lengths, overflow, count = qd.in_chunks(
+            lambda chunk: _slice_lengths(g, chunk, log_m, u_grid),
+            s,
+            (_SMALL_CHUNK, _SLICE_CHUNK),
+            fill=0.5,
         )
         if overflow.any():
             raise RuntimeError(
@@ -323,32 +305,16 @@ def _area_quad(g: Link, M: float, rtol: float, atol: float = 1e-300, max_rounds:
 
     # Breakpoints: wherever the slices' sets change shape (an interval appears, vanishes or
     # splits, e.g. the region's edge at p_kj = M/(M+1) for logistic), l has a kink or a
-    # square-root singularity. Find them on a 512-point scan and narrow each to ~1e-10.
+    # square-root singularity. Find them on a 512-point scan and narrow each to ~1e-10
+    # (4 rounds of 64 points narrow a bracket by 2e7).
     s_top = math.sqrt(0.5)
     # (Below s = 1e-8, i.e. p_kj within 1e-16 of 1, the slices carry no area float64 can see:
     # shape changes there are not worth breakpoints.)
     scan = np.unique(
         np.concatenate([np.geomspace(1e-8, s_top, 128), np.linspace(0, s_top, 385)[1:]])
     )
-    _, count = slices(scan)
-    jumps = np.flatnonzero(count[1:] != count[:-1])
-    lo, hi = scan[jumps], scan[jumps + 1]
-    c_lo = count[jumps]
-    for _ in range(4):  # 64-point scans: 4 rounds narrow each bracket by 2e7, to ~1e-10
-        if lo.size == 0:
-            break
-        grid = lo[:, None] + (hi - lo)[:, None] * np.linspace(0, 1, 66)[None, 1:-1]
-        _, cnt = slices(grid.ravel())
-        same = cnt.reshape(grid.shape) == c_lo[:, None]  # still the left side's shape
-        k = np.where(same.all(axis=1), grid.shape[1] - 1, np.argmin(same, axis=1) - 1)
-        new_lo = np.where(k >= 0, grid[np.arange(lo.size), np.maximum(k, 0)], lo)
-        new_hi = np.where(
-            k + 1 < grid.shape[1],
-            grid[np.arange(lo.size), np.minimum(k + 1, grid.shape[1] - 1)],
-            hi,
-        )
-        lo, hi = new_lo, new_hi
-    breaks = np.unique(np.concatenate([[0.0, s_top], 0.5 * (lo + hi)]))
+    found = qd.find_breaks(lambda s: slices(s)[1], scan, rounds=4, points=64)
+    breaks = np.unique(np.concatenate([[0.0, s_top], found]))
     p, q = breaks[:-1], breaks[1:]
     _, mid_count = slices(0.5 * (p + q))
     p, q = p[mid_count > 0], q[mid_count > 0]  # pieces where the region has slices
@@ -360,60 +326,25 @@ def _area_quad(g: Link, M: float, rtol: float, atol: float = 1e-300, max_rounds:
         lengths, _ = slices(s)
         return lengths * 2 * s * 6 * tau * (1 - tau) * (q - p)
 
-    def kronrod(a, b, p, q):
-        """K15 and |K15 - G7| on each interval [a_i, b_i] of piece [p_i, q_i], vectorized."""
-        half, mid = 0.5 * (b - a), 0.5 * (b + a)
-        tau = mid[:, None] + half[:, None] * kq.GK_NODES[None, :]
-        f = integrand(tau.ravel(), np.repeat(p, 15), np.repeat(q, 15)).reshape(-1, 15)
-        k15 = half * (f @ kq.GK_WEIGHTS)
-        return k15, np.abs(k15 - half * (f @ kq.G_WEIGHTS))
-
-    # Vectorized adaptive Gauss-Kronrod: every round evaluates all open intervals at once.
+    # Each piece starts as four intervals of tau and gets its share of the domain's budget;
+    # every final interval is bisected once more to check the estimate.
     start = np.linspace(0.0, 1.0, 5)
-    open_a = np.tile(start[:-1], p.size)
-    open_b = np.tile(start[1:], p.size)
-    open_p, open_q = np.repeat(p, 4), np.repeat(q, 4)
-    width = np.repeat(q - p, 4) / max(float((q - p).sum()), 1e-300)  # share of the domain
-    done = {"a": [], "b": [], "p": [], "q": []}
-    done_value, done_error = 0.0, 0.0
-    for _ in range(max_rounds):
-        if open_a.size == 0:
-            break
-        k15, err = kronrod(open_a, open_b, open_p, open_q)
-        total = done_value + k15.sum()
-        budget = max(rtol * abs(total), atol)
-        # Accept intervals whose error is small for their share of the domain (all of them
-        # once the total is within budget); split the rest.
-        accept = err <= 0.5 * budget * width * (open_b - open_a)
-        if done_error + err.sum() <= budget:
-            accept[:] = True
-        for key, arr in zip("abpq", (open_a, open_b, open_p, open_q), strict=True):
-            done[key].append(arr[accept])
-        done_value += k15[accept].sum()
-        done_error += err[accept].sum()
-        keep = ~accept
-        a, b, pp, qq, w = open_a[keep], open_b[keep], open_p[keep], open_q[keep], width[keep]
-        mids = 0.5 * (a + b)
-        open_a, open_b = np.concatenate([a, mids]), np.concatenate([mids, b])
-        open_p, open_q, width = np.tile(pp, 2), np.tile(qq, 2), np.tile(w, 2)
-    else:
-        warnings.warn(f"method='quad' stopped after {max_rounds} rounds", stacklevel=3)
-    # Check the estimate: split every final interval once more. |K15 - G7| can understate the
-    # error of an integrand with a feature the nodes miss; the refined sum is the value and
-    # its change is the error bar (if that is larger than the Kronrod estimate).
-    a, b, pp, qq = (np.concatenate(done[k]) for k in "abpq")
-    mids = 0.5 * (a + b)
-    k15, err = kronrod(
-        np.concatenate([a, mids]), np.concatenate([mids, b]), np.tile(pp, 2), np.tile(qq, 2)
+    value, error, _ = qd.adaptive_gk(
+        integrand,
+        np.tile(start[:-1], p.size),
+        np.tile(start[1:], p.size),
+        rtol=rtol,
+        atol=atol,
+        share=np.repeat(q - p, 4) / max(float((q - p).sum()), 1e-300),
+        aux=(np.repeat(p, 4), np.repeat(q, 4)),
+        max_rounds=max_rounds,
+        verify=True,
+        what="area (method='quad')",
     )
-    refined = k15.sum()
-    done_error = max(err.sum(), abs(refined - done_value))
-    done_value = refined
-
     # Rounding floor: slice ends are roots of F, which is known to 16 ulps of |log g'| ~ 50.
-    done_error += _QUAD_ROUNDING * abs(done_value)
+    error += _QUAD_ROUNDING * abs(value)
     # Point symmetry: the half p_kj < 1/2 has the same area.
-    return AreaEstimate(float(2.0 * done_value), float(2.0 * done_error), "quad", n_evals)
+    return AreaEstimate(float(2.0 * value), float(2.0 * error), "quad", n_evals)
 
 
 # --- sampling methods ------------------------------------------------------------------

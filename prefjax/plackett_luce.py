@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _kmodels as km
-from . import _kquad as kq
+from . import _quadrature as qd
 from . import _validate as vd
 from ._results import AreaEstimate, RegionBounds
 
@@ -510,7 +510,7 @@ def _ray_radius(w, M, ab, wrt_uv: bool):
     The derivative is autodiff of :func:`compose` (Eq. (7)), not Eq. (9). Along a ray Eq. (7)
     is constant (it depends on y/x only), so |dp/dx| = C(w)/q decreases: the set on the ray is
     (0, q*). q* is bracketed from the square's edge q_max = 1/max(w, 1-w) down by factors of 4
-    and refined by :func:`prefjax._kquad.bracketed_root` on log|dp/dx| - log M in log q.
+    and refined by :func:`prefjax._quadrature.bracketed_root` on log|dp/dx| - log M in log q.
     """
     alpha, beta = ab[0], ab[1]
     log_m = jnp.log(M)
@@ -542,7 +542,7 @@ def _ray_radius(w, M, ab, wrt_uv: bool):
     hi = jnp.minimum(lo + math.log(4.0), log_qmax)
     f_hi = phi_v(hi)
     hi = jnp.where(f_max > 0, lo, hi)  # the whole ray up to the square's edge is inside
-    root = kq.bracketed_root(phi_v, lo, hi, f_lo, jnp.where(f_max > 0, f_lo, f_hi))
+    root = qd.bracketed_root(phi_v, lo, hi, f_lo, jnp.where(f_max > 0, f_lo, f_hi))
     return jnp.exp(jnp.where(f_max > 0, log_qmax, root))
 
 
@@ -578,19 +578,17 @@ def numeric_region_area(M, alpha, beta, wrt: str = "uv", rtol: float = 1e-12) ->
     ab = jnp.asarray([alpha, beta], dtype=jnp.float64 if vd.x64_enabled() else jnp.float32)
 
     def integrand(w):
-        # Fixed-size chunks (padded), so that the kernel compiles once, not once per round.
-        q = []
-        for start in range(0, w.size, _RAY_CHUNK):
-            part = w[start : start + _RAY_CHUNK]
-            padded = jnp.asarray(np.pad(part, (0, _RAY_CHUNK - part.size), constant_values=0.5))
-            q.append(
-                np.asarray(_ray_radius(padded.astype(ab.dtype), M, ab, wrt == "uv"))[: part.size]
-            )
-        q = np.concatenate(q)
+        q = qd.in_chunks(
+            lambda chunk: _ray_radius(chunk.astype(ab.dtype), M, ab, wrt == "uv"),
+            w,
+            (_RAY_CHUNK,),
+            fill=0.5,
+        )
         return 0.5 * q * q
 
-    value, error, n = kq.adaptive_gk(
-        integrand, [0.0, 0.25, 0.5, 0.75, 1.0], rtol=rtol, what="paper-view area"
+    breaks = np.asarray([0.0, 0.25, 0.5, 0.75, 1.0])
+    value, error, n = qd.adaptive_gk(
+        integrand, breaks[:-1], breaks[1:], rtol=rtol, what="paper-view area"
     )
     return AreaEstimate(value, error, "rays", n)
 
@@ -904,14 +902,7 @@ def implied_area(
         )
     rtol = _score_rtol(kmodel, rtol)
     idx = [jnp.asarray(t) for t in (target, coord_a, coord_b, vary)]
-    value, error, n_evals, max_count = km.implied_area(
-        kmodel, scores, *idx, M, 0 if wrt == "a" else 1, rtol
-    )
-    if max_count > km._MAX_CROSSINGS:
-        raise RuntimeError(
-            f"d_{wrt} crosses M = {M} (or -M) {max_count} times along one slice (at most "
-            f"{km._MAX_CROSSINGS} per level are handled); the area would be wrong"
-        )
+    value, error, n_evals = km.implied_area(kmodel, scores, *idx, M, 0 if wrt == "a" else 1, rtol)
     return AreaEstimate(value, error, "score-view", n_evals)
 
 
