@@ -67,6 +67,15 @@ def sensitivity_kernel(g: Link, p_ik, p_kj):
     return out, jnp.all(ok)
 
 
+@partial(jax.jit, static_argnums=(0, 3))
+def m_sensitive_kernel(g: Link, p_ik, p_kj, wrt_ik: bool, M):
+    """|dp_ij/dp_ik| > M (or dp_ij/dp_kj), jitted and unchecked: the sampling estimators'
+    indicator of Omega_M. NaN (an invalid input) compares False."""
+    s, _ = sensitivity_kernel(g, p_ik, p_kj)
+    d = s.d_ik if wrt_ik else s.d_kj
+    return jnp.abs(d) > M
+
+
 def _prepare(g, p_ik, p_kj):
     g = as_link(g)
     p_ik = v.as_float_array("p_ik", p_ik)
