@@ -11,6 +11,7 @@ The library never enables JAX's x64 mode; do it yourself for work near 0 and 1:
 
 from . import bradley_terry as bradley_terry
 from . import plackett_luce as plackett_luce
+from . import score_view as score_view
 from ._assumptions import AssumptionCheck as AssumptionCheck
 from ._assumptions import AssumptionError as AssumptionError
 from ._assumptions import AssumptionReport as AssumptionReport
@@ -56,6 +57,7 @@ __all__ = [
     "plackett_luce",
     "probit",
     "region_area",
+    "score_view",
     "score_sensitivity",
     "sensitivity",
     "Theorem1Witness",

@@ -12,6 +12,7 @@ import numpy as np
 
 from . import _validate as vd
 from . import plackett_luce as pl
+from . import score_view as sv
 
 FIG2_MS = (1.01, 2.0, 3.0, 5.0, 10.0)  # the thresholds of Figure 1, reused by Figure 2
 
@@ -142,7 +143,7 @@ def area_vs_k(
                 sv_order = tuple(int(i) for i in np.argsort(-np.asarray(scores), kind="stable"))
             ks = [int(k) for k in r.K if k >= 3]
             areas = [
-                pl.score_view_area(scores, tuple(sv_order[:k]), u, v, M, wrt).value for k in ks
+                sv.score_view_area(scores, tuple(sv_order[:k]), u, v, M, wrt).value for k in ks
             ]
             ax_area.plot(ks, areas, "s:", color=color, label=f"M = {M:g}, score view")
     ax_area.set_yscale("log")

@@ -11,6 +11,7 @@ from . import _kmodels as km
 from . import _validate as vd
 from . import bradley_terry as bt
 from . import plackett_luce as pl
+from . import score_view as sv
 from ._links import Link, as_link
 
 # The K-tuple random-utility model whose pairwise margin is each built-in link.
@@ -82,8 +83,8 @@ def theorem2_table(
       region machinery :func:`prefjax.region_area` otherwise);
     * ``paper_area``: Proposition 2, beta^2 / (6 alpha M^2), with alpha, beta (Eq. (10)) of the
       Plackett-Luce model at ``scores`` for omega = (0, ..., K-1) and positions (u, v), and
-      ``paper_area_numeric``: the same region's area by :func:`plackett_luce.numeric_region_area`;
-    * ``score_area``: the score-based view (:func:`plackett_luce.score_view_area`) for the
+      ``paper_area_numeric``: the same region's area by :func:`prefjax.plackett_luce.numeric_region_area`;
+    * ``score_area``: the score-based view (:func:`prefjax.score_view.score_view_area`) for the
       K-tuple model whose pairwise margin is the link (``score_model``: Plackett-Luce for the
       logistic link, the K-tuple probit model for the probit link; None for other links), with
       the scores of omega[u] and omega[v] varying and the others fixed at ``scores``;
@@ -158,7 +159,7 @@ def theorem2_table(
                 numeric = pl.numeric_region_area(M, alpha, beta, rtol=rtol).value
                 score_area = None
                 if model in score_view and k >= 3:
-                    score_area = pl.score_view_area(scores, omega, u, v_, M, model=model).value
+                    score_area = sv.score_view_area(scores, omega, u, v_, M, model=model).value
                 rows.append(
                     {
                         "link": g.name,
