@@ -16,6 +16,10 @@ Gauss-Legendre nodes each: cost O(K x cells x nodes^2), order ``nodes`` per cell
 gives Plackett-Luce exactly (McFadden); normal noise with scale 1/sqrt(2) gives the K-tuple
 probit model, whose pairwise margin P(U_i > U_j) = Phi(s_i - s_j) is the probit link
 (U_i - U_j ~ N(s_i - s_j, 2 sigma^2) = N(s_i - s_j, 1)).
+
+Also here, shared by the paper's view (:mod:`prefjax.plackett_luce`) and the score view
+(:mod:`prefjax.score_view`): Lemma 5's rankings (:func:`lemma5`) and the inverse-function
+theorem through a model (:func:`implied_parts`, :func:`implied_from_parts`).
 """
 
 from __future__ import annotations
@@ -179,7 +183,8 @@ DEFAULT_NODES = 8
 
 
 LINK_MODELS = {"logistic": "plackett_luce", "probit": "probit"}
-"""The K-tuple random-utility model whose pairwise margin is each built-in link."""
+"""The K-tuple random-utility model whose pairwise margin is a built-in link, by the link's name
+in :data:`prefjax.LINKS`; links with no such model here (cauchit) are absent."""
 
 
 def make_model(model, cells: int = DEFAULT_CELLS, nodes: int = DEFAULT_NODES) -> KModel:
@@ -190,9 +195,10 @@ def make_model(model, cells: int = DEFAULT_CELLS, nodes: int = DEFAULT_NODES) ->
         return model
     if isinstance(model, Link):
         if model.name not in LINK_MODELS:
+            known = " or ".join(f"{m!r} ({name})" for name, m in LINK_MODELS.items())
             raise ValueError(
                 f"model: no K-tuple random-utility model is known for link {model.name!r}; "
-                "use 'plackett_luce' (logistic) or 'probit'"
+                f"use {known}"
             )
         model = LINK_MODELS[model.name]
     if model not in MODEL_NAMES:

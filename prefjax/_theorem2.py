@@ -12,7 +12,8 @@ from . import _validate as vd
 from . import bradley_terry as bt
 from . import plackett_luce as pl
 from . import score_view as sv
-from ._links import Link, as_link
+from ._links import Link, as_link, logistic, probit
+from ._regions import region_area
 
 # The K-tuple random-utility model whose pairwise margin is each built-in link.
 
@@ -57,8 +58,6 @@ def _pairwise_area(g: Link, M: float, rtol: float) -> float:
     """A(Omega_M(p_ij, p_ik)): Proposition 1 for the logistic link, else the region machinery."""
     if g.name == "logistic" and M > 1:
         return float(bt.region_area(M))
-    from ._regions import region_area
-
     return float(region_area(g, M, rtol=rtol).value)
 
 
@@ -120,8 +119,6 @@ def theorem2_table(
         >>> round(row["pairwise_area"], 6), round(row["paper_area"], 6), row["holds_paper"]
         (0.073919, 0.005208, True)
     """
-    from ._links import logistic, probit
-
     links = [logistic, probit] if links is None else [as_link(g, "links") for g in links]
     Ms = [vd.check_positive_number("M", M) for M in Ms]
     Ks = [vd.as_index("Ks", k) for k in Ks]

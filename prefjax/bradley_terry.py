@@ -7,6 +7,7 @@ independently of the autodiff machinery, and serve as its references.
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 
 from . import _validate as v
 from ._results import RegionBounds
@@ -118,8 +119,6 @@ def region_area(M):
     """
     M = jnp.asarray(M, dtype=jnp.result_type(float))
     if not v.is_traced(M):
-        import numpy as np
-
         host = np.asarray(M)
         if np.any(~(host > 1)):
             raise ValueError(

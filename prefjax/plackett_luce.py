@@ -52,6 +52,7 @@ import numpy as np
 from . import _kmodels as km
 from . import _quadrature as qd
 from . import _validate as vd
+from . import bradley_terry as bt
 from ._results import AreaEstimate, RegionBounds
 
 Array = jax.Array
@@ -639,8 +640,6 @@ def robustness_vs_k(scores, M=2.0, u=0, v=1, order=None, wrt: str = "uv") -> Rob
         >>> r.K.tolist(), bool((r.area[1:] < r.area[:-1]).all())
         ([2, 3, 4], True)
     """
-    from . import bradley_terry as bt
-
     scores = vd.check_scores(scores)
     n = scores.shape[-1]
     M = _check_m(M)

@@ -171,6 +171,21 @@ def test_score_view_area_shrinks_with_k_for_equal_scores():
     assert math.isfinite(a4) and a4 > 0
 
 
+def test_link_models_are_keyed_by_built_in_link_names():
+    """The K-tuple model of a link is the one whose pairwise margin is that link."""
+    from prefjax import _kmodels
+
+    assert set(_kmodels.LINK_MODELS) <= set(prefjax.LINKS)
+    scores = np.array([0.8, -0.4, 0.3])
+    for name in _kmodels.LINK_MODELS:
+        g = prefjax.LINKS[name]
+        view = sv.implied_sensitivity(scores, (0, 1), ((0, 2), (2, 1)), (0, 2), model=g)
+        want = prefjax.sensitivity(g, view.p_a, view.p_b)
+        np.testing.assert_allclose(view.p, want.p_ij, rtol=1e-9)
+    with pytest.raises(ValueError, match="no K-tuple random-utility model"):
+        sv.implied_sensitivity(scores, (0, 1), ((0, 2), (2, 1)), (0, 2), model=prefjax.cauchit)
+
+
 # --- bad input ---------------------------------------------------------------------------------
 
 
