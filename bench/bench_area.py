@@ -28,7 +28,7 @@ from scipy import integrate  # noqa: E402
 
 import prefjax  # noqa: E402
 from prefjax import bradley_terry as bt  # noqa: E402
-from prefjax._regions import MC_SIGMAS  # noqa: E402
+from prefjax._results import MC_SIGMAS  # noqa: E402
 
 
 def timed(fn, repeats=1):

@@ -44,7 +44,7 @@ def main(argv=None) -> int:
         k, area = int(k), float(area)
         sv = ""
         if args.score_view and k >= 3:
-            sv = f"{pl.score_view_area(SCORES, order[:k], 0, 1, args.M).value:11.3e}"
+            sv = f"{sv.score_view_area(SCORES, order[:k], 0, 1, args.M).value:11.3e}"
         print(
             f"{k:>3} {float(alpha):8.3f} {float(beta):10.3e} {area:11.3e} "
             f"{area / pairwise:10.2e} {sv}"

@@ -216,7 +216,7 @@ def resolve_link(link: Any = "logistic"):
     import prefjax
 
     if isinstance(link, str):
-        links = {"logistic": prefjax.logistic, "probit": prefjax.probit, "cauchit": prefjax.cauchit}
+        links = prefjax.LINKS
         if link not in links:
             raise ValueError(f"link must be one of {sorted(links)} or a prefjax.Link, got {link!r}")
         return links[link]

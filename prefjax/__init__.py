@@ -6,23 +6,30 @@ p_ij implied by p_ik and p_kj is g(g^-1(p_ik) + g^-1(p_kj)) (Lemma 1 of Xu & Kan
 derivatives, the regions where they exceed M, and the paper's theorems, for any link.
 
 The library never enables JAX's x64 mode; do it yourself for work near 0 and 1:
-``jax.config.update("jax_enable_x64", True)``.
+``jax.config.update("jax_enable_x64", True)``. ``import prefjax`` loads neither matplotlib
+nor scipy nor torch; :mod:`prefjax.plot` is loaded on first use.
 """
+
+import importlib as _importlib
 
 from . import bradley_terry as bradley_terry
 from . import plackett_luce as plackett_luce
+from . import score_view as score_view
 from ._assumptions import AssumptionCheck as AssumptionCheck
 from ._assumptions import AssumptionError as AssumptionError
 from ._assumptions import AssumptionReport as AssumptionReport
 from ._assumptions import check_assumptions as check_assumptions
+from ._links import LINKS as LINKS
 from ._links import Link as Link
 from ._links import cauchit as cauchit
+from ._links import get_link as get_link
 from ._links import link as link
 from ._links import logistic as logistic
 from ._links import probit as probit
-from ._regions import AreaEstimate as AreaEstimate
 from ._regions import is_m_sensitive as is_m_sensitive
 from ._regions import region_area as region_area
+from ._results import AreaEstimate as AreaEstimate
+from ._results import RegionBounds as RegionBounds
 from ._sensitivity import ScoreSensitivity as ScoreSensitivity
 from ._sensitivity import Sensitivity as Sensitivity
 from ._sensitivity import compose as compose
@@ -35,28 +42,45 @@ from ._validate import PrecisionWarning as PrecisionWarning
 
 __version__ = "0.1.0"
 
+_LAZY_MODULES = ("plot",)  # figures: loaded on first use of prefjax.plot
+
 __all__ = [
+    "AreaEstimate",
     "AssumptionCheck",
     "AssumptionError",
     "AssumptionReport",
-    "AreaEstimate",
+    "LINKS",
     "Link",
     "PrecisionWarning",
+    "RegionBounds",
     "ScoreSensitivity",
     "Sensitivity",
+    "Theorem1Witness",
     "bradley_terry",
     "cauchit",
     "check_assumptions",
     "compose",
+    "get_link",
     "is_m_sensitive",
     "link",
     "logistic",
     "plackett_luce",
+    "plot",
     "probit",
     "region_area",
     "score_sensitivity",
+    "score_view",
     "sensitivity",
-    "Theorem1Witness",
     "theorem1_witness",
     "theorem2_table",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY_MODULES:
+        return _importlib.import_module(f"{__name__}.{name}")  # also sets it as an attribute
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *_LAZY_MODULES})

@@ -1,4 +1,8 @@
-"""Numerical evidence for Assumptions 2-5 of the paper, for any link."""
+"""Numerical evidence for Assumptions 2-5 of the paper, for any link.
+
+A link is read by its attributes (called for g(x), ``.derivative`` for g', ``.name``), so this
+module imports nothing of prefjax: :func:`prefjax.link` calls it to check what it builds.
+"""
 
 from __future__ import annotations
 
@@ -90,7 +94,8 @@ def check_assumptions(g) -> AssumptionReport:
     Numerical evidence is not a proof; the report says what was checked.
 
     Args:
-        g: a :class:`prefjax.Link` or a bare callable.
+        g: a :class:`prefjax.Link` (or any callable with a ``derivative`` method and a
+            ``name``), or a bare callable, differentiated by forward-mode autodiff.
 
     Returns:
         An :class:`AssumptionReport`; ``.ok``, ``.failed``, ``.raise_if_failed()``.
@@ -100,10 +105,8 @@ def check_assumptions(g) -> AssumptionReport:
         >>> prefjax.check_assumptions(prefjax.probit).ok
         True
     """
-    from ._links import Link
-
-    if isinstance(g, Link):
-        fn, dfn, name = g, g.derivative, g.name
+    if callable(getattr(g, "derivative", None)) and isinstance(getattr(g, "name", None), str):
+        fn, dfn, name = g, g.derivative, g.name  # a Link, read by its attributes
     elif callable(g):
 
         def dfn(x):

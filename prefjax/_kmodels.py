@@ -16,6 +16,10 @@ Gauss-Legendre nodes each: cost O(K x cells x nodes^2), order ``nodes`` per cell
 gives Plackett-Luce exactly (McFadden); normal noise with scale 1/sqrt(2) gives the K-tuple
 probit model, whose pairwise margin P(U_i > U_j) = Phi(s_i - s_j) is the probit link
 (U_i - U_j ~ N(s_i - s_j, 2 sigma^2) = N(s_i - s_j, 1)).
+
+Also here, shared by the paper's view (:mod:`prefjax.plackett_luce`) and the score view
+(:mod:`prefjax.score_view`): Lemma 5's rankings (:func:`lemma5`) and the inverse-function
+theorem through a model (:func:`implied_parts`, :func:`implied_from_parts`).
 """
 
 from __future__ import annotations
@@ -29,17 +33,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _kquad as kq
 from . import _numerics as nx
+from . import _quadrature as qd
+from ._links import Link
 
 Array = jax.Array
 
 
-def pl_log_prob(s_omega) -> Array:
-    """Eq. (6) in log space for scores already in ranking order: s_omega (..., K) -> (...).
+def pl_log_factors(s_omega) -> Array:
+    """The logs of the K - 1 factors of Eq. (6), for scores in ranking order: (..., K) -> (..., K-1).
 
-    log p = -sum_{l<K} log(1 + sum_{m>l} exp(s_m - s_l)) = -sum_l softplus(lse_{m>l} s_m - s_l):
-    the second form of Eq. (6), so a factor near 1 keeps its relative precision (log(softmax)
+    log factor_l = -log(1 + sum_{m>l} exp(s_m - s_l)) = -softplus(lse_{m>l} s_m - s_l): the
+    second form of Eq. (6), so a factor near 1 keeps its relative precision (log(softmax)
     would compute s_l - lse_{m>=l} s_m and cancel) and no exp overflows. The K - 1 tail sums
     come from one masked logsumexp over a (K - 1, K) array: O(K^2) work, but a small program
     under autodiff, which the score-view integrals differentiate many times over.
@@ -47,7 +52,27 @@ def pl_log_prob(s_omega) -> Array:
     k = s_omega.shape[-1]
     later = np.arange(k)[None, :] > np.arange(k - 1)[:, None]  # (K - 1, K): m > l
     lse = jax.nn.logsumexp(jnp.where(later, s_omega[..., None, :], -jnp.inf), axis=-1)
-    return -jnp.sum(jax.nn.softplus(lse - s_omega[..., :-1]), axis=-1)
+    return -jax.nn.softplus(lse - s_omega[..., :-1])
+
+
+def pl_log_prob(s_omega) -> Array:
+    """Eq. (6) in log space for scores already in ranking order: s_omega (..., K) -> (...).
+
+    log p = sum_{l<K} log factor_l (:func:`pl_log_factors`).
+    """
+    return jnp.sum(pl_log_factors(s_omega), axis=-1)
+
+
+def lemma5(omega: tuple[int, ...], u: int, v: int, rest=None):
+    """Lemma 5's rankings (omega'_uv; o_u, o_v) and (omega'_uv; o_v, o_u), from checked input.
+
+    ``rest`` is omega'_uv (default: omega's other options in their order). The checked public
+    form is :func:`prefjax.plackett_luce.reorder`.
+    """
+    a, b = omega[u], omega[v]
+    if rest is None:
+        rest = tuple(o for i, o in enumerate(omega) if i not in (u, v))
+    return rest + (a, b), rest + (b, a)
 
 
 # --- noise distributions of the random-utility family ----------------------------------
@@ -112,8 +137,8 @@ def ru_log_prob(s_omega, noise: Noise, cells: int, nodes: int) -> Array:
 
 
 def _ru_one(noise: Noise, cells: int, nodes: int, s):
-    xi, w = kq.gauss_legendre(nodes)
-    q = kq.integration_matrix(nodes)
+    xi, w = qd.gauss_legendre(nodes)
+    q = qd.integration_matrix(nodes)
     xi, w, q = (jnp.asarray(a, dtype=s.dtype) for a in (xi, w, q))
     lo = jax.lax.stop_gradient(jnp.min(s) - noise.left)
     hi = jax.lax.stop_gradient(jnp.max(s) + noise.right)
@@ -158,22 +183,22 @@ DEFAULT_NODES = 8
 
 
 LINK_MODELS = {"logistic": "plackett_luce", "probit": "probit"}
-"""The K-tuple random-utility model whose pairwise margin is each built-in link."""
+"""The K-tuple random-utility model whose pairwise margin is a built-in link, by the link's name
+in :data:`prefjax.LINKS`; links with no such model here (cauchit) are absent."""
 
 
 def make_model(model, cells: int = DEFAULT_CELLS, nodes: int = DEFAULT_NODES) -> KModel:
     """``"plackett_luce"`` (Eq. (6)), ``"probit"`` (normal noise) or ``"gumbel"`` (the
     recursion with Gumbel noise, i.e. Plackett-Luce computed numerically); the links
     :data:`prefjax.logistic` and :data:`prefjax.probit` name the first two."""
-    from ._links import Link
-
     if isinstance(model, KModel):
         return model
     if isinstance(model, Link):
         if model.name not in LINK_MODELS:
+            known = " or ".join(f"{m!r} ({name})" for name, m in LINK_MODELS.items())
             raise ValueError(
                 f"model: no K-tuple random-utility model is known for link {model.name!r}; "
-                "use 'plackett_luce' (logistic) or 'probit'"
+                f"use {known}"
             )
         model = LINK_MODELS[model.name]
     if model not in MODEL_NAMES:
@@ -186,9 +211,11 @@ def make_model(model, cells: int = DEFAULT_CELLS, nodes: int = DEFAULT_NODES) ->
 
 
 # --- the score-based view: inverse-function theorem through (s_a, s_b) -> (p_A, p_B) ------
+# (pointwise; the areas are in _score_area.py)
 
 
-def _with_scores(scores, vary, s12):
+def with_scores(scores, vary, s12):
+    """``scores`` with the entries ``vary`` replaced by ``s12``."""
     return scores.at[vary[0]].set(s12[0]).at[vary[1]].set(s12[1])
 
 
@@ -200,7 +227,7 @@ def implied_parts(model: KModel, scores, target, coord_a, coord_b, vary, s12):
     """
 
     def logs(s12):
-        s = _with_scores(scores, vary, s12)
+        s = with_scores(scores, vary, s12)
         out = jnp.stack(
             [model.log_prob(s[target]), model.log_prob(s[coord_a]), model.log_prob(s[coord_b])]
         )
@@ -230,277 +257,9 @@ def implied_from_parts(val, jac):
     det_safe = jnp.where(ok, det_l, 1.0)
     z0 = jnp.where(ok, (d * g0 - c * g1) / det_safe, jnp.nan)
     z1 = jnp.where(ok, (a * g1 - b * g0) / det_safe, jnp.nan)
-    log_da = jnp.where(ok, lp - lx + kq.log_clip(z0), -jnp.inf)
-    log_db = jnp.where(ok, lp - ly + kq.log_clip(z1), -jnp.inf)
+    log_da = jnp.where(ok, lp - lx + nx.log_clip(z0), -jnp.inf)
+    log_db = jnp.where(ok, lp - ly + nx.log_clip(z1), -jnp.inf)
     d_a = jnp.exp(lp - lx) * z0
     d_b = jnp.exp(lp - ly) * z1
     log_det = lx + ly + jnp.log(jnp.abs(det_l))
     return jnp.exp(lp), jnp.exp(lx), jnp.exp(ly), d_a, d_b, log_da, log_db, log_det
-
-
-def _ad_to_scores(a, d):
-    """(a, d) -> (s_0, s_1) = (a + d/2, a - d/2): a rotation with Jacobian 1."""
-    return jnp.stack([a + 0.5 * d, a - 0.5 * d])
-
-
-_MAX_CROSSINGS = 4  # per level (+M and -M) and slice
-_MAX_BUMPS = 3
-_INNER_NODES = 4
-_CELL = 0.5
-_CHUNK = 120
-_SCAN = 241  # points of the scan for folds along d
-_SCAN_RU = 61  # the same for the (costly) random-utility models
-_SCAN_ROUNDS = 12
-_LEVEL = math.asinh(1.0)
-_LOG2 = math.log(2.0)
-
-
-def _squash(log_abs, sign):
-    """sign * asinh(exp(log_abs)): the signed sensitivity over M, compressed like a log.
-
-    Crossings of +-asinh(1) are crossings of d = +-M. Unlike log|d| it is smooth through
-    d = 0, where the region has a gap (|d| < M) that can be far narrower than a grid cell.
-    Not computable (NaN) counts as 0, i.e. outside.
-    """
-    t = jnp.minimum(log_abs, 30.0)
-    mag = jnp.where(log_abs > 30.0, log_abs + _LOG2, jnp.arcsinh(jnp.exp(t)))
-    ok = jnp.isfinite(log_abs) & ~jnp.isnan(sign)
-    return jnp.where(ok, jnp.where(sign < 0, -mag, mag), 0.0)
-
-
-@partial(jax.jit, static_argnums=(0, 7, 8))
-def _slices(model, scores, target, coord_a, coord_b, vary, d, wrt: int, n_cells: int, a_range):
-    """For each d: int over {a : |d_wrt(a, d)| > M} of |det J| da, the number of crossings of
-    |d_wrt| = M, and the most sign changes of one level (more than _MAX_CROSSINGS: overflow).
-
-    chi = sign(d_wrt) asinh(|d_wrt| / M) is sampled at the edges of ``n_cells`` cells along a;
-    the region is |chi| > asinh(1). Each cell edge pair where chi - L changes sign
-    (L = +-asinh(1)) holds a crossing, refined by :func:`prefjax._kquad.bracketed_root`.
-    |det J| is integrated by 4-point Gauss-Legendre over every cell, or over the inside pieces
-    of a cell with crossings. A region (or gap) narrower than a cell, near a fold of its
-    boundary, leaves no sign change at the edges: every sampled local extremum of chi short of
-    a level is refined by parabolic interpolation over its two cells, and where the extremum
-    crosses the level, the interval between the two roots around it is added (or removed).
-    """
-    a_lo, a_hi, log_m = a_range[0], a_range[1], a_range[2]
-    edges = jnp.linspace(a_lo, a_hi, n_cells + 1)
-    xi, wi = (jnp.asarray(t) for t in kq.gauss_legendre(_INNER_NODES))
-    big = jnp.inf
-
-    def chi(a, dd):
-        val, jac = implied_parts(
-            model, scores, target, coord_a, coord_b, vary, _ad_to_scores(a, dd)
-        )
-        out = implied_from_parts(val, jac)
-        return _squash(out[5 + wrt] - log_m, jnp.sign(out[3 + wrt]))
-
-    def density(a, dd):
-        """|det J| = p_A p_B |det L| (only the two coordinates' log-probabilities needed)."""
-
-        def logs(s12):
-            s = _with_scores(scores, vary, s12)
-            out = jnp.stack([model.log_prob(s[coord_a]), model.log_prob(s[coord_b])])
-            return out, out
-
-        jac, val = jax.jacfwd(logs, has_aux=True)(_ad_to_scores(a, dd))
-        det_l = jac[0, 0] * jac[1, 1] - jac[0, 1] * jac[1, 0]
-        return jnp.exp(val[0] + val[1]) * jnp.abs(det_l)
-
-    def gl(lo, hi, weight, dd):
-        """sum_i weight_i int_{lo_i}^{hi_i} |det J| da (4-point Gauss-Legendre; weight 0 skips)."""
-        half = jnp.where(weight != 0, 0.5 * (hi - lo), 0.0)
-        pts = 0.5 * (hi + lo)[..., None] + half[..., None] * xi
-        dens = jax.vmap(density, (0, None))(pts.reshape(-1), dd).reshape(pts.shape)
-        return weight * half * (jnp.where(weight[..., None] != 0, dens, 0.0) @ wi)
-
-    def one(dd):
-        chi_d = jax.vmap(chi, (0, None))
-        x = chi_d(edges, dd)
-        levels = (_LEVEL, -_LEVEL)
-
-        # 1. Level crossings between sampled edges, per level.
-        br_lo, br_hi, br_flo, br_fhi, br_lev, br_used, cell_of = [], [], [], [], [], [], []
-        over, n_cross = 0, 0
-        for lev in levels:
-            above = x > lev
-            change = above[:-1] != above[1:]
-            over = jnp.maximum(over, jnp.sum(change))
-            n_cross = n_cross + jnp.sum(change)
-            (idx,) = jnp.nonzero(change, size=_MAX_CROSSINGS, fill_value=n_cells)
-            safe = jnp.minimum(idx, n_cells - 1)
-            br_lo.append(edges[safe])
-            br_hi.append(edges[safe + 1])
-            br_flo.append(x[safe] - lev)
-            br_fhi.append(x[safe + 1] - lev)
-            br_lev.append(jnp.full((_MAX_CROSSINGS,), lev))
-            br_used.append(idx < n_cells)
-            cell_of.append(idx)
-
-        # 2. Narrow bumps and gaps: sampled extrema short of the nearest level beyond them.
-        mid, left, right = x[1:-1], x[:-2], x[2:]
-        is_max = (mid >= left) & (mid >= right)
-        is_min = (mid <= left) & (mid <= right) & ~is_max
-        lev_max = jnp.where(mid < -_LEVEL, -_LEVEL, jnp.where(mid < _LEVEL, _LEVEL, jnp.nan))
-        lev_min = jnp.where(mid > _LEVEL, _LEVEL, jnp.where(mid > -_LEVEL, -_LEVEL, jnp.nan))
-        lev_c = jnp.where(is_max, lev_max, lev_min)
-        short = jnp.where(is_max, lev_max - mid, mid - lev_min)
-        short = jnp.where((is_max | is_min) & jnp.isfinite(short), short, big)
-        _, cand = jax.lax.top_k(-short, _MAX_BUMPS)  # the extrema nearest to a level
-        lev_b = jnp.where(jnp.isfinite(short[cand]), lev_c[cand], 0.0)
-        sgn = jnp.where(is_max[cand], 1.0, -1.0)  # maximise sgn * (chi - level)
-        b_lo, b_mid, b_hi = edges[cand], edges[cand + 1], edges[cand + 2]
-        x_star, g_star = kq.parabolic_max(
-            lambda a: sgn * (chi_d(a, dd) - lev_b),
-            b_lo,
-            b_mid,
-            b_hi,
-            sgn * (x[cand] - lev_b),
-            sgn * (x[cand + 1] - lev_b),
-            sgn * (x[cand + 2] - lev_b),
-        )
-        crosses = jnp.isfinite(short[cand]) & (g_star > 0)
-        g_star = jnp.where(crosses, g_star, 1.0)
-        # A bump of chi above +L or below -L is region (add); the other kinds are gaps.
-        bump_weight = jnp.where(crosses, jnp.where(sgn * lev_b > 0, 1.0, -1.0), 0.0)
-        br_lo += [b_lo, x_star]
-        br_hi += [x_star, b_hi]
-        br_flo += [x[cand] - lev_b, sgn * g_star]
-        br_fhi += [sgn * g_star, x[cand + 2] - lev_b]
-        br_lev += [lev_b, lev_b]
-        br_used += [crosses, crosses]
-
-        # 3. All roots in one solve; an unused bracket is empty (lo = hi) and skipped.
-        lo, hi = jnp.concatenate(br_lo), jnp.concatenate(br_hi)
-        lev_all, used = jnp.concatenate(br_lev), jnp.concatenate(br_used)
-        hi = jnp.where(used, hi, lo)
-        roots = kq.bracketed_root(
-            lambda a: chi_d(a, dd) - lev_all,
-            lo,
-            hi,
-            jnp.concatenate(br_flo),
-            jnp.concatenate(br_fhi),
-        )
-        n_c = _MAX_CROSSINGS
-        t_plus = jnp.full((n_cells,), jnp.nan).at[cell_of[0]].set(roots[:n_c], mode="drop")
-        t_minus = (
-            jnp.full((n_cells,), jnp.nan).at[cell_of[1]].set(roots[n_c : 2 * n_c], mode="drop")
-        )
-        r1 = roots[2 * n_c : 2 * n_c + _MAX_BUMPS]
-        r2 = roots[2 * n_c + _MAX_BUMPS :]
-
-        # 4. Whole cells without crossings, by the state at their left edge.
-        plain = jnp.isnan(t_plus) & jnp.isnan(t_minus)
-        inside_left = jnp.abs(x[:-1]) > _LEVEL
-        whole_w = (plain & inside_left).astype(x.dtype)
-
-        # 5. Cells with crossings: up to three pieces, the state toggled at each crossing.
-        (cc,) = jnp.nonzero(~plain, size=2 * n_c, fill_value=n_cells)
-        ok = cc < n_cells
-        cs = jnp.minimum(cc, n_cells - 1)
-        c_lo, c_hi = edges[cs], edges[cs + 1]
-        has_p, has_m = ~jnp.isnan(t_plus[cs]), ~jnp.isnan(t_minus[cs])
-        tp = jnp.where(has_p, t_plus[cs], c_hi)
-        tm = jnp.where(has_m, t_minus[cs], c_hi)
-        up0, down0 = x[cs] > _LEVEL, x[cs] < -_LEVEL  # in {chi > L}, in {chi < -L}
-        first_plus = tp <= tm
-        p1, p2 = jnp.minimum(tp, tm), jnp.maximum(tp, tm)
-        up1 = jnp.where(first_plus & has_p, ~up0, up0)
-        down1 = jnp.where(~first_plus & has_m, ~down0, down0)
-        up2 = jnp.where(has_p, ~up0, up0)
-        down2 = jnp.where(has_m, ~down0, down0)
-        piece_in = jnp.stack([up0 | down0, up1 | down1, up2 | down2], -1) & ok[:, None]
-
-        # 6. One Gauss-Legendre pass over every interval: whole cells, pieces, and the narrow
-        # bumps (+) and gaps (-) of step 2.
-        lo = jnp.concatenate([edges[:-1], c_lo, p1, p2, r1])
-        hi = jnp.concatenate([edges[1:], p1, p2, c_hi, r2])
-        weight = jnp.concatenate([whole_w, piece_in.T.reshape(-1).astype(x.dtype), bump_weight])
-        total = jnp.sum(gl(lo, hi, weight, dd))
-        n_cross = n_cross + 2 * jnp.sum(crosses)
-        return total, n_cross, jnp.maximum(over, (jnp.sum(~plain) + 1) // 2)
-
-    return jax.vmap(one)(d)
-
-
-def implied_area(
-    model: KModel, scores, target, coord_a, coord_b, vary, M: float, wrt: int, rtol: float
-):
-    """Area of {(p_A, p_B) in the image : |dp_target/dp_wrt| > M} (host-side driver).
-
-    A = int int 1[|d_wrt| > M] |det J(s)| ds over the plane of the two varied scores, written in
-    the rotated coordinates (a, d) = ((s_0 + s_1)/2, s_0 - s_1) (Jacobian 1): the inner integral
-    over a by :func:`_slices`, the outer one over d by adaptive Gauss-Kronrod. The integration
-    box reaches ``model.noise.tail`` past the fixed scores, where the probabilities (and so the
-    area left out) are below e^-40. Returns (value, error, n_evals, max crossings per slice).
-    """
-    fixed = np.delete(np.asarray(scores), np.asarray(vary))
-    tail = model.noise.tail
-    if fixed.size:
-        a_lo, a_hi = float(fixed.min()) - tail, float(fixed.max()) + tail
-    else:
-        a_lo, a_hi = -tail, tail
-    # Cells of at most _CELL in a; their number rounded up to a multiple of 16, and the d
-    # points sent in chunks of _CHUNK, so that few shapes (and compilations) occur.
-    n_cells = 16 * int(math.ceil((a_hi - a_lo) / _CELL / 16))
-    a_range = jnp.asarray([a_lo, a_hi, math.log(M)])
-    max_over = 0
-    n_slices = 0
-
-    def slices(d):
-        """(integrals, crossing counts) at the points d, sent in padded chunks."""
-        nonlocal max_over, n_slices
-        vals, counts = [], []
-        for start in range(0, d.size, _CHUNK):
-            part = d[start : start + _CHUNK]
-            padded = np.pad(part, (0, _CHUNK - part.size))
-            out = _slices(
-                model,
-                scores,
-                target,
-                coord_a,
-                coord_b,
-                vary,
-                jnp.asarray(padded),
-                wrt,
-                n_cells,
-                a_range,
-            )
-            vals.append(np.asarray(out[0])[: part.size])
-            counts.append(np.asarray(out[1])[: part.size])
-            max_over = max(max_over, int(np.max(np.asarray(out[2])[: part.size])))
-            n_slices += _CHUNK
-        return np.concatenate(vals), np.concatenate(counts)
-
-    # Breakpoints where the number of crossings changes: folds of the region's boundary, where
-    # a slice's interval is born with a square-root profile. Gauss-Kronrod's error estimate can
-    # miss such a kink inside an interval; at an end point the adaptive bisection resolves it.
-    # A scan of _SCAN points brackets each change, and _SCAN_ROUNDS rounds of sampling inside
-    # all brackets at once (one chunk per round) shrink them to ~1e-10 of the range (a kink that
-    # close to a breakpoint changes the area by ~(1e-10)^1.5).
-    grid = np.linspace(-tail, tail, _SCAN if model.cells == 0 else _SCAN_RU)
-    _, counts = slices(grid)
-    changes = np.nonzero(counts[:-1] != counts[1:])[0]
-    lo, hi = grid[changes], grid[changes + 1]
-    c_lo = counts[changes]
-    if lo.size:
-        per = max(2, _CHUNK // lo.size)
-        for _ in range(_SCAN_ROUNDS):
-            t = np.linspace(0.0, 1.0, per + 2)[1:-1]
-            pts = lo[:, None] + (hi - lo)[:, None] * t[None, :]
-            _, c = slices(pts.ravel())
-            c = c.reshape(pts.shape)
-            # The first sample whose count differs from the left end's: the new bracket.
-            differs = c != c_lo[:, None]
-            first = np.where(differs.any(axis=1), differs.argmax(axis=1), per)
-            new_hi = np.where(first < per, pts[np.arange(lo.size), np.minimum(first, per - 1)], hi)
-            new_lo = np.where(first > 0, pts[np.arange(lo.size), np.maximum(first - 1, 0)], lo)
-            lo, hi = new_lo, new_hi
-            if np.all(hi - lo <= 1e-10 * tail):
-                break
-    breaks = np.unique(np.concatenate([np.linspace(-tail, tail, 9), 0.5 * (lo + hi)]))
-
-    value, error, _ = kq.adaptive_gk(
-        lambda d: slices(d)[0], breaks, rtol=rtol, atol=1e-300, what="score-view area"
-    )
-    per_slice = (n_cells + 1) * (1 + _INNER_NODES) + (2 * _MAX_CROSSINGS + 2 * _MAX_BUMPS) * 12
-    return value, error, n_slices * per_slice, max_over

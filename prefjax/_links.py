@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from jax.scipy import special as jsp_special
 
 from . import _numerics as nx
+from ._assumptions import check_assumptions
 
 Array = jax.Array
 
@@ -198,7 +199,14 @@ cauchit = Link(
     name="cauchit",
 )
 
-BUILTIN_LINKS = (logistic, probit, cauchit)
+LINKS: dict[str, Link] = {
+    "logistic": logistic,
+    "probit": probit,
+    "cauchit": cauchit,
+}
+"""The built-in links by name. Everything that takes a link by name reads this mapping (the
+reproduce claims and figures, ``llm_bridge.convert``, :func:`get_link`): a new built-in link is
+its definition above and one entry here."""
 
 
 # --- numeric inversion -----------------------------------------------------------------
@@ -345,8 +353,6 @@ def link(
         name=name,
     )
     if check:
-        from ._assumptions import check_assumptions
-
         check_assumptions(result).raise_if_failed()
     return result
 
@@ -367,3 +373,25 @@ def as_link(g, argname: str = "g") -> Link:
     if cached is None:
         cached = _wrapped[g] = link(g)
     return cached
+
+
+def get_link(g, argname: str = "g") -> Link:
+    """The :class:`Link` for a name in :data:`LINKS`, a :class:`Link`, or a bare callable.
+
+    Args:
+        g: "logistic", "probit", "cauchit" (the keys of :data:`prefjax.LINKS`), a
+            :class:`prefjax.Link`, or a callable x -> g(x) (wrapped by :func:`link` and
+            checked, once per callable).
+        argname: the argument's name in error messages.
+
+    Examples:
+        >>> import prefjax
+        >>> prefjax.get_link("probit") is prefjax.probit
+        True
+    """
+    if isinstance(g, str):
+        if g not in LINKS:
+            valid = ", ".join(repr(name) for name in LINKS)
+            raise ValueError(f"unknown {argname} {g!r}; valid link names are {valid}")
+        return LINKS[g]
+    return as_link(g, argname)

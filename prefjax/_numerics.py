@@ -121,3 +121,25 @@ def cauchy_log_pdf(x):
     large = -jnp.log(jnp.pi) - 2.0 * jnp.log(jnp.where(big, a, 1.0)) - jnp.log1p(inv * inv)
     small = -jnp.log(jnp.pi) - jnp.log1p(x * x)
     return jnp.where(big, large, small)
+
+
+def log_clip(x):
+    """log|x| clipped to [-700, 700]: finite, so secant steps never see inf - inf."""
+    return jnp.clip(jnp.log(jnp.abs(x)), -700.0, 700.0)
+
+
+def smallest(x, k: int):
+    """Column indices of the k smallest entries of each row of x (m, n), smallest first.
+
+    k passes of argmin (ties: the lower index first, as ``lax.top_k``): on the CPU,
+    ``lax.top_k`` and ``argsort`` sort whole rows and cost ~50x more. Once a row has fewer
+    than k finite entries, the remaining picks are indices of +inf entries (possibly
+    repeated); callers mask them by the value they index.
+    """
+    rows = jnp.arange(x.shape[0])
+    picks = []
+    for _ in range(k):
+        j = jnp.argmin(x, axis=1)
+        picks.append(j)
+        x = x.at[rows, j].set(jnp.inf)
+    return jnp.stack(picks, axis=1)

@@ -52,7 +52,7 @@ def _compose_kernel(g: Link, p_ik, p_kj):
 
 
 @partial(jax.jit, static_argnums=0)
-def _sensitivity_kernel(g: Link, p_ik, p_kj):
+def sensitivity_kernel(g: Link, p_ik, p_kj):
     p_ik, p_kj = jnp.broadcast_arrays(p_ik, p_kj)
     # Forward-mode autodiff of Lemma 1: linearize once (the primal, e.g. a numeric inverse,
     # is computed once), then push the two unit tangents through the linear map. The chain
@@ -65,6 +65,15 @@ def _sensitivity_kernel(g: Link, p_ik, p_kj):
     nan = jnp.nan
     out = Sensitivity(jnp.where(ok, p_ij, nan), jnp.where(ok, d_ik, nan), jnp.where(ok, d_kj, nan))
     return out, jnp.all(ok)
+
+
+@partial(jax.jit, static_argnums=(0, 3))
+def m_sensitive_kernel(g: Link, p_ik, p_kj, wrt_ik: bool, M):
+    """|dp_ij/dp_ik| > M (or dp_ij/dp_kj), jitted and unchecked: the sampling estimators'
+    indicator of Omega_M. NaN (an invalid input) compares False."""
+    s, _ = sensitivity_kernel(g, p_ik, p_kj)
+    d = s.d_ik if wrt_ik else s.d_kj
+    return jnp.abs(d) > M
 
 
 def _prepare(g, p_ik, p_kj):
@@ -134,7 +143,7 @@ def sensitivity(g, p_ik, p_kj) -> Sensitivity:
         True
     """
     g, p_ik, p_kj = _prepare(g, p_ik, p_kj)
-    out, ok = _sensitivity_kernel(g, p_ik, p_kj)
+    out, ok = sensitivity_kernel(g, p_ik, p_kj)
     if not v.is_traced(ok) and not bool(ok):
         v.raise_for_bad_probabilities(p_ik=p_ik, p_kj=p_kj)
     return out

@@ -50,13 +50,18 @@ class Theorem1Witness:
         g, u = self.link, self.link.inverse(jnp.asarray(p_ik))
         return g(self.delta - u) if self.side == "upper" else g(-self.delta - u)
 
-    def scores(self, n: int) -> np.ndarray:
-        """Scores u = g^-1(p_ik) of n points spread evenly (in probability) over the interval:
-        (p0, 1) for the upper side, (0, 1 - p0) for the lower side."""
+    def _points(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """n points spread evenly (in probability) over the interval: each one's distance to
+        the interval's end at 1 (or 0), exact, and its score u = g^-1(p_ik)."""
         k = np.arange(1, n + 1) / (n + 1)
         near = self.one_minus_p0 * (1.0 - k)  # distance of p_ik to the end, exact
         u_near = np.asarray(self.link.inverse(jnp.asarray(near)))
-        return -u_near if self.side == "upper" else u_near
+        return near, (-u_near if self.side == "upper" else u_near)
+
+    def scores(self, n: int) -> np.ndarray:
+        """Scores u = g^-1(p_ik) of n points spread evenly (in probability) over the interval:
+        (p0, 1) for the upper side, (0, 1 - p0) for the lower side."""
+        return self._points(n)[1]
 
     def verify(self, n: int = 1000) -> float:
         """The smallest |dp_ij/dp_ik| / M over n points of the interval (> 1: the claim holds).
@@ -68,9 +73,8 @@ class Theorem1Witness:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int; got {n!r}")
         g = self.link
-        u = self.scores(n)
+        near, u = self._points(n)
         other = self.delta - u if self.side == "upper" else -self.delta - u
-        near = self.one_minus_p0 * (1.0 - np.arange(1, n + 1) / (n + 1))
         log_d = np.array(score_sensitivity(g, u, other).log_d_ik)  # a writable copy
         prob = near > _PROB_SPACE_LIMIT
         if prob.any():

@@ -11,7 +11,9 @@ from . import _kmodels as km
 from . import _validate as vd
 from . import bradley_terry as bt
 from . import plackett_luce as pl
-from ._links import Link, as_link
+from . import score_view as sv
+from ._links import Link, as_link, logistic, probit
+from ._regions import region_area
 
 # The K-tuple random-utility model whose pairwise margin is each built-in link.
 
@@ -56,8 +58,6 @@ def _pairwise_area(g: Link, M: float, rtol: float) -> float:
     """A(Omega_M(p_ij, p_ik)): Proposition 1 for the logistic link, else the region machinery."""
     if g.name == "logistic" and M > 1:
         return float(bt.region_area(M))
-    from ._regions import region_area
-
     return float(region_area(g, M, rtol=rtol).value)
 
 
@@ -82,8 +82,8 @@ def theorem2_table(
       region machinery :func:`prefjax.region_area` otherwise);
     * ``paper_area``: Proposition 2, beta^2 / (6 alpha M^2), with alpha, beta (Eq. (10)) of the
       Plackett-Luce model at ``scores`` for omega = (0, ..., K-1) and positions (u, v), and
-      ``paper_area_numeric``: the same region's area by :func:`plackett_luce.numeric_region_area`;
-    * ``score_area``: the score-based view (:func:`plackett_luce.score_view_area`) for the
+      ``paper_area_numeric``: the same region's area by :func:`prefjax.plackett_luce.numeric_region_area`;
+    * ``score_area``: the score-based view (:func:`prefjax.score_view.score_view_area`) for the
       K-tuple model whose pairwise margin is the link (``score_model``: Plackett-Luce for the
       logistic link, the K-tuple probit model for the probit link; None for other links), with
       the scores of omega[u] and omega[v] varying and the others fixed at ``scores``;
@@ -119,24 +119,22 @@ def theorem2_table(
         >>> round(row["pairwise_area"], 6), round(row["paper_area"], 6), row["holds_paper"]
         (0.073919, 0.005208, True)
     """
-    from ._links import logistic, probit
-
     links = [logistic, probit] if links is None else [as_link(g, "links") for g in links]
     Ms = [vd.check_positive_number("M", M) for M in Ms]
-    Ks = [pl._as_index("Ks", k) for k in Ks]
+    Ks = [vd.as_index("Ks", k) for k in Ks]
     if not Ks or min(Ks) < 2:
         raise ValueError(f"Ks must be tuple lengths >= 2; got {Ks}")
     rtol = vd.check_positive_number("rtol", rtol)
     k_max = max(Ks)
     if scores is None:
         scores = np.zeros(k_max)
-    scores = np.asarray(pl._check_scores(scores), dtype=np.float64)
+    scores = np.asarray(vd.check_scores(scores), dtype=np.float64)
     if scores.ndim != 1 or scores.shape[0] < k_max:
         raise ValueError(
             f"scores must be one vector of at least max(Ks) = {k_max} scores; got shape "
             f"{scores.shape}"
         )
-    u, v_ = pl._check_positions(u, v, min(Ks))
+    u, v_ = vd.check_positions(u, v, min(Ks))
     if score_view is True:
         score_view = ("plackett_luce", "probit")
     elif score_view is False or score_view is None:
@@ -158,7 +156,7 @@ def theorem2_table(
                 numeric = pl.numeric_region_area(M, alpha, beta, rtol=rtol).value
                 score_area = None
                 if model in score_view and k >= 3:
-                    score_area = pl.score_view_area(scores, omega, u, v_, M, model=model).value
+                    score_area = sv.score_view_area(scores, omega, u, v_, M, model=model).value
                 rows.append(
                     {
                         "link": g.name,

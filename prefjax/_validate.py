@@ -1,4 +1,4 @@
-"""Argument checks shared by the public entry points.
+"""Argument checks shared by the public entry points (rankings of the K-tuple models too).
 
 Two tiers (see STYLE.md): bad configuration or shapes raise at call time; bad *values*
 (probabilities outside (0, 1), NaN) are checked eagerly when the inputs are concrete, naming
@@ -9,6 +9,7 @@ are skipped and the computations return NaN where an input is invalid.
 from __future__ import annotations
 
 import math
+import operator
 import warnings
 
 import jax
@@ -23,7 +24,7 @@ class PrecisionWarning(UserWarning):
 _warned_float32 = False
 
 
-def _x64_enabled() -> bool:
+def x64_enabled() -> bool:
     """Whether JAX computes in float64 now (honours ``with jax.enable_x64(...)`` too)."""
     return jnp.result_type(float) == jnp.float64
 
@@ -55,7 +56,7 @@ def as_float_array(name: str, x) -> jax.Array:
 def _warn_if_float32_loses(name: str, host: np.ndarray) -> None:
     """Tell the user once when float32 (x64 disabled) cannot resolve their probabilities."""
     global _warned_float32
-    if _warned_float32 or _x64_enabled() or host.dtype != np.float64:
+    if _warned_float32 or x64_enabled() or host.dtype != np.float64:
         return
     p64 = host
     p32 = p64.astype(np.float32).astype(np.float64)
@@ -106,7 +107,7 @@ def raise_for_bad_probabilities(**arrays) -> None:
                 else f"= {float(v)!r} is outside the open interval (0, 1)"
             )
             hint = ""
-            if not _x64_enabled() and float(v) in (0.0, 1.0):
+            if not x64_enabled() and float(v) in (0.0, 1.0):
                 hint = (
                     " (in float32, since JAX's x64 mode is disabled: probabilities closer "
                     "than ~6e-8 to 1 round to 1; enable x64 or use score space)"
@@ -146,6 +147,102 @@ def check_choice(name: str, value, choices) -> str:
         valid = ", ".join(repr(c) for c in choices)
         raise ValueError(f"unknown {name} {value!r}; valid values are {valid}")
     return value
+
+
+def check_n(n, method: str, minimum: int) -> int:
+    """A grid size or sample count of an area method: an int >= ``minimum``."""
+    if isinstance(n, bool) or not isinstance(n, int | np.integer):
+        raise TypeError(f"n must be an int; got {n!r}")
+    if n < minimum:
+        raise ValueError(f"n = {n} is too small for method {method!r}; use n >= {minimum}")
+    return int(n)
+
+
+# --- rankings of the K-tuple models ------------------------------------------------------
+
+
+def as_index(name: str, x) -> int:
+    """A concrete Python int (a position, a size: it fixes the program's shape)."""
+    if isinstance(x, jax.core.Tracer):
+        raise TypeError(
+            f"{name} must be a concrete int (it fixes the program's shape); got a tracer"
+        )
+    if isinstance(x, bool | np.bool_):
+        raise TypeError(f"{name} must be an int; got {x!r}")
+    try:
+        return operator.index(x)
+    except TypeError:
+        if isinstance(x, np.ndarray | jax.Array) and np.ndim(x) == 0:
+            host = np.asarray(x)
+            if np.issubdtype(host.dtype, np.integer):
+                return int(host)
+        raise TypeError(f"{name} must be an int; got {x!r}") from None
+
+
+def check_ranking(name: str, omega, n: int | None = None, min_k: int = 2) -> tuple[int, ...]:
+    """A tuple of distinct ints in [0, n); K >= min_k."""
+    if isinstance(omega, jax.core.Tracer):
+        raise TypeError(
+            f"{name} must be a concrete sequence of option indices (it is static under jit); "
+            "got a tracer"
+        )
+    if isinstance(omega, np.ndarray | jax.Array):
+        if np.ndim(omega) != 1:
+            raise ValueError(f"{name} must be one-dimensional; got shape {np.shape(omega)}")
+        omega = np.asarray(omega).tolist()
+    try:
+        items = list(omega)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of option indices; got {omega!r}") from None
+    out = tuple(as_index(f"{name}[{i}]", o) for i, o in enumerate(items))
+    if len(out) < min_k:
+        raise ValueError(f"{name} must rank at least {min_k} options; got K = {len(out)}: {out}")
+    seen: dict[int, int] = {}
+    for i, o in enumerate(out):
+        if o < 0 or (n is not None and o >= n):
+            where = f"0 <= index < {n}" if n is not None else "index >= 0"
+            raise ValueError(f"{name}[{i}] = {o} is out of range ({where} for N = {n} options)")
+        if o in seen:
+            raise ValueError(
+                f"{name} repeats option {o} (positions {seen[o]} and {i}); a ranking lists "
+                "distinct options"
+            )
+        seen[o] = i
+    return out
+
+
+def check_scores(scores, min_n: int = 2) -> jax.Array:
+    """An array (..., N) of finite option scores, N >= min_n."""
+    scores = as_float_array("scores", scores)
+    if scores.ndim < 1:
+        raise ValueError("scores must be an array (..., N) of option scores; got a scalar")
+    if scores.shape[-1] < min_n:
+        raise ValueError(f"scores must have at least {min_n} options; got N = {scores.shape[-1]}")
+    check_finite(scores=scores)
+    return scores
+
+
+def check_positions(u, v, k: int) -> tuple[int, int]:
+    """Two positions 0 <= u < v < k of a ranking."""
+    u, v = as_index("u", u), as_index("v", v)
+    if not u < v:
+        raise ValueError(f"positions must satisfy u < v; got u = {u}, v = {v}")
+    if u < 0 or v >= k:
+        raise ValueError(f"positions must satisfy 0 <= u < v < K = {k}; got u = {u}, v = {v}")
+    return u, v
+
+
+def check_rest(rest, omega: tuple[int, ...], u: int, v: int, n: int | None = None):
+    """Lemma 5's omega'_uv: K - 2 distinct options other than omega[u] and omega[v]."""
+    rest = check_ranking("rest", rest, n, min_k=0)
+    if len(rest) != len(omega) - 2:
+        raise ValueError(
+            f"rest must list K - 2 = {len(omega) - 2} options; got {len(rest)}: {rest}"
+        )
+    a, b = omega[u], omega[v]
+    if a in rest or b in rest:
+        raise ValueError(f"rest must not contain omega[u] = {a} or omega[v] = {b}; got {rest}")
+    return rest
 
 
 def _first_index(mask: np.ndarray):

@@ -6,15 +6,13 @@ independently of the autodiff machinery, and serve as its references.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
-import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import _validate as v
+from ._results import RegionBounds
 
 __all__ = [
-    "RegionBounds",
     "compose",
     "d_ik",
     "d_kj",
@@ -66,25 +64,16 @@ def gamma0(p_kj, M):
     return (1.0 - b - r) / (1.0 - 2.0 * b)
 
 
-class RegionBounds(NamedTuple):
-    """The set of p_ik where |dp_ij/dp_ik| > M for a given p_kj (Eq. (5)).
-
-    Attributes:
-        low, high: the open interval (low, high) of p_ik; both NaN where the set is empty
-            (1/(1+M) <= p_kj <= M/(1+M)).
-        gamma0: Eq. (5)'s gamma_0 (meaningful where the set is not empty).
-    """
-
-    low: jax.Array
-    high: jax.Array
-    gamma0: jax.Array
-
-
 def region_bounds(p_kj, M) -> RegionBounds:
     """Eq. (5): Omega_M(p_ij^BT, p_ik^BT) sliced at p_kj, for M > 1.
 
     Case 1: 0 < p_kj < 1/(1+M): gamma_0 < p_ik < 1.
     Case 2: M/(1+M) < p_kj < 1: 0 < p_ik < gamma_0.
+
+    Returns:
+        :class:`prefjax.RegionBounds` ``(low, high, limit)``: the interval of p_ik (NaN where
+        1/(1+M) <= p_kj <= M/(1+M), where the slice is empty) and limit = 1/(1+M).
+        gamma_0 itself is :func:`gamma0`.
 
     Examples:
         >>> from prefjax import bradley_terry as bt
@@ -95,12 +84,13 @@ def region_bounds(p_kj, M) -> RegionBounds:
     M = _check_M(M)
     b = jnp.asarray(p_kj)
     g0 = gamma0(b, M)
-    case1 = (b > 0) & (b < 1.0 / (1.0 + M))
+    limit = 1.0 / (1.0 + M)
+    case1 = (b > 0) & (b < limit)
     case2 = (b < 1) & (b > M / (1.0 + M))
     nan = jnp.nan
     low = jnp.where(case1, g0, jnp.where(case2, 0.0, nan))
     high = jnp.where(case1, 1.0, jnp.where(case2, g0, nan))
-    return RegionBounds(low, high, g0)
+    return RegionBounds(low, high, jnp.asarray(limit, g0.dtype))
 
 
 # Coefficients of L(M) = sum_m c_m M^-m (Appendix B.3, Eq. (B7) regrouped by powers):
@@ -129,8 +119,6 @@ def region_area(M):
     """
     M = jnp.asarray(M, dtype=jnp.result_type(float))
     if not v.is_traced(M):
-        import numpy as np
-
         host = np.asarray(M)
         if np.any(~(host > 1)):
             raise ValueError(

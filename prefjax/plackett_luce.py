@@ -1,12 +1,17 @@
-"""The K-tuple Plackett-Luce model (Section 2.4): Eqs. (6)-(12), Proposition 2, Section 3.2,
-and the random-utility family of K-tuple models with a score-based view of sensitivity.
+"""The K-tuple Plackett-Luce model in the paper's view (Section 2.4): Eqs. (6)-(12),
+Proposition 2, Section 3.2.
+
+The paper varies p_omega_uv and p_omega_vu with alpha and beta of Eq. (10) held fixed. When
+the scores themselves move, and for the random-utility family of K-tuple models (K-tuple
+probit, any noise), see :mod:`prefjax.score_view`.
 
 Conventions: options and positions are 0-based. ``omega`` is a tuple of K distinct option
 indices into a score vector of N options (2 <= K <= N); positions ``u < v`` index ``omega``
 (the paper's u and v are ``u + 1`` and ``v + 1``). A ranking's probability is that of the
 ranking *among the K options shown*, as in Eq. (6): options outside ``omega`` play no part.
 
-Notes on the paper (each checked by a test in ``tests/prefjax/test_plackett_luce*.py``):
+Notes on the paper (each checked by a test in ``tests/prefjax/test_plackett_luce*.py`` or
+``tests/prefjax/test_score_view.py``):
 
 * Eq. (6) ranks only the K options in omega, so for K < N the K! rankings of each K-subset
   sum to 1 and all K-permutations of the N options to C(N, K); a total of 1 would need the
@@ -30,13 +35,13 @@ Notes on the paper (each checked by a test in ``tests/prefjax/test_plackett_luce
 * At K = 2 the paper's view (alpha = beta = 1) gives 1 / (6 M^2), about half of
   Proposition 1's area (~ 1 / (3 M^2)): Theorem 2 compares regions in different coordinates,
   and its inequality holds for K = 2 as well. In the score-based view with Lemma 1's
-  coordinates, K = 2 reproduces Eq. (4) and Proposition 1 (see :func:`implied_area`).
+  coordinates, K = 2 reproduces Eq. (4) and Proposition 1 (see
+  :func:`prefjax.score_view.implied_area`).
 """
 
 from __future__ import annotations
 
 import math
-import operator
 from functools import partial
 from typing import NamedTuple
 
@@ -45,118 +50,40 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _kmodels as km
-from . import _kquad as kq
+from . import _quadrature as qd
 from . import _validate as vd
-from ._regions import AreaEstimate
+from . import bradley_terry as bt
+from ._results import AreaEstimate, RegionBounds
 
 Array = jax.Array
 
 __all__ = [
     "AlphaBeta",
     "KSensitivity",
-    "RegionBounds",
     "RobustnessVsK",
-    "ScoreView",
     "alpha_beta",
     "compose",
     "d_uv",
     "d_vu",
-    "implied_area",
-    "implied_sensitivity",
     "log_prob",
     "numeric_region_area",
     "prob",
     "prob_from_ratios",
-    "random_utility_log_prob",
-    "random_utility_prob",
     "ratio",
     "ratios",
     "region_area",
     "region_bounds",
     "reorder",
     "robustness_vs_k",
-    "score_view_area",
-    "score_view_sensitivity",
     "sensitivity",
 ]
 
 WRT = ("uv", "vu")
 
 
-# --- argument checks -----------------------------------------------------------------------
-
-
-def _as_index(name: str, x) -> int:
-    if isinstance(x, jax.core.Tracer):
-        raise TypeError(
-            f"{name} must be a concrete int (it fixes the program's shape); got a tracer"
-        )
-    if isinstance(x, bool | np.bool_):
-        raise TypeError(f"{name} must be an int; got {x!r}")
-    try:
-        return operator.index(x)
-    except TypeError:
-        if isinstance(x, np.ndarray | jax.Array) and np.ndim(x) == 0:
-            host = np.asarray(x)
-            if np.issubdtype(host.dtype, np.integer):
-                return int(host)
-        raise TypeError(f"{name} must be an int; got {x!r}") from None
-
-
-def _check_ranking(name: str, omega, n: int | None = None, min_k: int = 2) -> tuple[int, ...]:
-    """A tuple of distinct ints in [0, n); K >= min_k."""
-    if isinstance(omega, jax.core.Tracer):
-        raise TypeError(
-            f"{name} must be a concrete sequence of option indices (it is static under jit); "
-            "got a tracer"
-        )
-    if isinstance(omega, np.ndarray | jax.Array):
-        if np.ndim(omega) != 1:
-            raise ValueError(f"{name} must be one-dimensional; got shape {np.shape(omega)}")
-        omega = np.asarray(omega).tolist()
-    try:
-        items = list(omega)
-    except TypeError:
-        raise TypeError(f"{name} must be a sequence of option indices; got {omega!r}") from None
-    out = tuple(_as_index(f"{name}[{i}]", o) for i, o in enumerate(items))
-    if len(out) < min_k:
-        raise ValueError(f"{name} must rank at least {min_k} options; got K = {len(out)}: {out}")
-    seen: dict[int, int] = {}
-    for i, o in enumerate(out):
-        if o < 0 or (n is not None and o >= n):
-            where = f"0 <= index < {n}" if n is not None else "index >= 0"
-            raise ValueError(f"{name}[{i}] = {o} is out of range ({where} for N = {n} options)")
-        if o in seen:
-            raise ValueError(
-                f"{name} repeats option {o} (positions {seen[o]} and {i}); a ranking lists "
-                "distinct options"
-            )
-        seen[o] = i
-    return out
-
-
-def _check_scores(scores, min_n: int = 2) -> Array:
-    scores = vd.as_float_array("scores", scores)
-    if scores.ndim < 1:
-        raise ValueError("scores must be an array (..., N) of option scores; got a scalar")
-    if scores.shape[-1] < min_n:
-        raise ValueError(f"scores must have at least {min_n} options; got N = {scores.shape[-1]}")
-    vd.check_finite(scores=scores)
-    return scores
-
-
-def _check_positions(u, v_, k: int) -> tuple[int, int]:
-    u, v_ = _as_index("u", u), _as_index("v", v_)
-    if not u < v_:
-        raise ValueError(f"positions must satisfy u < v; got u = {u}, v = {v_}")
-    if u < 0 or v_ >= k:
-        raise ValueError(f"positions must satisfy 0 <= u < v < K = {k}; got u = {u}, v = {v_}")
-    return u, v_
-
-
 def _prepare(scores, omega, min_k: int = 2):
-    scores = _check_scores(scores)
-    omega = _check_ranking("omega", omega, scores.shape[-1], min_k)
+    scores = vd.check_scores(scores)
+    omega = vd.check_ranking("omega", omega, scores.shape[-1], min_k)
     return scores, omega
 
 
@@ -232,20 +159,11 @@ def reorder(omega, u, v, rest=None) -> tuple[tuple[int, ...], tuple[int, ...]]:
         >>> pl.reorder((4, 2, 7, 1), 1, 3)
         ((4, 7, 2, 1), (4, 7, 1, 2))
     """
-    omega = _check_ranking("omega", omega)
-    u, v_ = _check_positions(u, v, len(omega))
-    a, b = omega[u], omega[v_]
-    if rest is None:
-        rest = tuple(o for i, o in enumerate(omega) if i not in (u, v_))
-    else:
-        rest = _check_ranking("rest", rest, min_k=0)
-        if len(rest) != len(omega) - 2:
-            raise ValueError(
-                f"rest must list K - 2 = {len(omega) - 2} options; got {len(rest)}: {rest}"
-            )
-        if a in rest or b in rest:
-            raise ValueError(f"rest must not contain omega[u] = {a} or omega[v] = {b}; got {rest}")
-    return rest + (a, b), rest + (b, a)
+    omega = vd.check_ranking("omega", omega)
+    u, v_ = vd.check_positions(u, v, len(omega))
+    if rest is not None:
+        rest = vd.check_rest(rest, omega, u, v_)
+    return km.lemma5(omega, u, v_, rest)
 
 
 def ratio(scores, omega, u, v) -> Array:
@@ -260,7 +178,7 @@ def ratio(scores, omega, u, v) -> Array:
         True
     """
     scores, omega = _prepare(scores, omega)
-    u, v_ = _check_positions(u, v, len(omega))
+    u, v_ = vd.check_positions(u, v, len(omega))
     return jnp.exp(scores[..., omega[v_]] - scores[..., omega[u]])
 
 
@@ -338,9 +256,7 @@ def _alpha_beta(s, u: int, v_: int) -> AlphaBeta:
         alpha = 1.0 + jnp.sum(jnp.exp(s[..., others] - s[..., u : u + 1]), axis=-1)
     else:
         alpha = jnp.ones(s.shape[:-1], s.dtype)
-    later = np.arange(k)[None, :] > np.arange(k - 1)[:, None]
-    lse = jax.nn.logsumexp(jnp.where(later, s[..., None, :], -jnp.inf), axis=-1)
-    log_factors = -jax.nn.softplus(lse - s[..., :-1])  # log of each factor of Eq. (6)
+    log_factors = km.pl_log_factors(s)  # log of each factor of Eq. (6)
     keep = np.arange(k - 1) != u
     return AlphaBeta(alpha, jnp.exp(jnp.sum(jnp.where(keep, log_factors, 0.0), axis=-1)))
 
@@ -363,7 +279,7 @@ def alpha_beta(scores, omega, u, v) -> AlphaBeta:
         (3.0, 0.166666666667)
     """
     scores, omega = _prepare(scores, omega)
-    u, v_ = _check_positions(u, v, len(omega))
+    u, v_ = vd.check_positions(u, v, len(omega))
     return _alpha_beta(scores[..., jnp.asarray(omega)], u, v_)
 
 
@@ -455,11 +371,11 @@ def sensitivity(scores, omega, u, v, method: str = "closed_form", rest=None) -> 
         True
     """
     scores, omega = _prepare(scores, omega)
-    u, v_ = _check_positions(u, v, len(omega))
+    u, v_ = vd.check_positions(u, v, len(omega))
     vd.check_choice("method", method, METHODS)
-    om_uv, om_vu = reorder(omega, u, v_, rest)
     if rest is not None:
-        _check_ranking("rest", om_uv, scores.shape[-1])
+        rest = vd.check_rest(rest, omega, u, v_, scores.shape[-1])
+    om_uv, om_vu = km.lemma5(omega, u, v_, rest)
     lx = _lp(scores, jnp.asarray(om_uv))
     ly = _lp(scores, jnp.asarray(om_vu))
     p = jnp.exp(_lp(scores, jnp.asarray(omega)))
@@ -472,7 +388,7 @@ def sensitivity(scores, omega, u, v, method: str = "closed_form", rest=None) -> 
     for l_ in range(k):
         for m in range(l_ + 1, k):
             if (l_, m) != (u, v_):
-                a, b = reorder(omega, l_, m)
+                a, b = km.lemma5(omega, l_, m)
                 pair_probs[l_, m] = (
                     jnp.exp(_lp(scores, jnp.asarray(a))).reshape(-1),
                     jnp.exp(_lp(scores, jnp.asarray(b))).reshape(-1),
@@ -496,22 +412,6 @@ def sensitivity(scores, omega, u, v, method: str = "closed_form", rest=None) -> 
 
 
 # --- Eqs. (11)-(12) and Proposition 2 -------------------------------------------------------
-
-
-class RegionBounds(NamedTuple):
-    """Omega_M sliced at one value of its outer variable (Eqs. (11)-(12)).
-
-    wrt="uv": 0 < p_uv < limit and low < p_vu < high; wrt="vu": 0 < p_vu < limit and
-    low < p_uv < high. Outside the slice range low and high are NaN.
-
-    Attributes:
-        low, high: the inner variable's open interval at ``at``.
-        limit: beta / (4 alpha M), the end of the outer variable's range.
-    """
-
-    low: Array
-    high: Array
-    limit: Array
 
 
 def _check_m(M) -> float:
@@ -549,7 +449,9 @@ def region_bounds(M, alpha, beta, wrt: str = "uv", *, at) -> RegionBounds:
         at: the outer variable (p_uv for wrt="uv", p_vu for wrt="vu").
 
     Returns:
-        ``RegionBounds(low, high, limit)``.
+        :class:`prefjax.RegionBounds` ``(low, high, limit)``: the inner variable's open
+        interval at ``at`` (NaN outside the slice range) and limit = beta / (4 alpha M), the end
+        of the outer variable's range.
 
     Examples:
         >>> from prefjax import plackett_luce as pl
@@ -603,7 +505,7 @@ def _ray_radius(w, M, ab, wrt_uv: bool):
     The derivative is autodiff of :func:`compose` (Eq. (7)), not Eq. (9). Along a ray Eq. (7)
     is constant (it depends on y/x only), so |dp/dx| = C(w)/q decreases: the set on the ray is
     (0, q*). q* is bracketed from the square's edge q_max = 1/max(w, 1-w) down by factors of 4
-    and refined by :func:`prefjax._kquad.bracketed_root` on log|dp/dx| - log M in log q.
+    and refined by :func:`prefjax._quadrature.bracketed_root` on log|dp/dx| - log M in log q.
     """
     alpha, beta = ab[0], ab[1]
     log_m = jnp.log(M)
@@ -635,7 +537,7 @@ def _ray_radius(w, M, ab, wrt_uv: bool):
     hi = jnp.minimum(lo + math.log(4.0), log_qmax)
     f_hi = phi_v(hi)
     hi = jnp.where(f_max > 0, lo, hi)  # the whole ray up to the square's edge is inside
-    root = kq.bracketed_root(phi_v, lo, hi, f_lo, jnp.where(f_max > 0, f_lo, f_hi))
+    root = qd.bracketed_root(phi_v, lo, hi, f_lo, jnp.where(f_max > 0, f_lo, f_hi))
     return jnp.exp(jnp.where(f_max > 0, log_qmax, root))
 
 
@@ -668,22 +570,20 @@ def numeric_region_area(M, alpha, beta, wrt: str = "uv", rtol: float = 1e-12) ->
     beta = vd.check_positive_number("beta", beta)
     vd.check_choice("wrt", wrt, WRT)
     rtol = vd.check_positive_number("rtol", rtol)
-    ab = jnp.asarray([alpha, beta], dtype=jnp.float64 if vd._x64_enabled() else jnp.float32)
+    ab = jnp.asarray([alpha, beta], dtype=jnp.float64 if vd.x64_enabled() else jnp.float32)
 
     def integrand(w):
-        # Fixed-size chunks (padded), so that the kernel compiles once, not once per round.
-        q = []
-        for start in range(0, w.size, _RAY_CHUNK):
-            part = w[start : start + _RAY_CHUNK]
-            padded = jnp.asarray(np.pad(part, (0, _RAY_CHUNK - part.size), constant_values=0.5))
-            q.append(
-                np.asarray(_ray_radius(padded.astype(ab.dtype), M, ab, wrt == "uv"))[: part.size]
-            )
-        q = np.concatenate(q)
+        q = qd.in_chunks(
+            lambda chunk: _ray_radius(chunk.astype(ab.dtype), M, ab, wrt == "uv"),
+            w,
+            (_RAY_CHUNK,),
+            fill=0.5,
+        )
         return 0.5 * q * q
 
-    value, error, n = kq.adaptive_gk(
-        integrand, [0.0, 0.25, 0.5, 0.75, 1.0], rtol=rtol, what="paper-view area"
+    breaks = np.asarray([0.0, 0.25, 0.5, 0.75, 1.0])
+    value, error, n = qd.adaptive_gk(
+        integrand, breaks[:-1], breaks[1:], rtol=rtol, what="paper-view area"
     )
     return AreaEstimate(value, error, "rays", n)
 
@@ -740,17 +640,15 @@ def robustness_vs_k(scores, M=2.0, u=0, v=1, order=None, wrt: str = "uv") -> Rob
         >>> r.K.tolist(), bool((r.area[1:] < r.area[:-1]).all())
         ([2, 3, 4], True)
     """
-    from . import bradley_terry as bt
-
-    scores = _check_scores(scores)
+    scores = vd.check_scores(scores)
     n = scores.shape[-1]
     M = _check_m(M)
     vd.check_choice("wrt", wrt, WRT)
-    u, v_ = _check_positions(u, v, n)
+    u, v_ = vd.check_positions(u, v, n)
     if order is None:
         s = -jnp.sort(-scores, axis=-1)  # options by decreasing score
     else:
-        order = _check_ranking("order", order, n)
+        order = vd.check_ranking("order", order, n)
         if len(order) != n:
             raise ValueError(f"order must rank all N = {n} options; got K = {len(order)}")
         s = scores[..., jnp.asarray(order)]
@@ -758,283 +656,3 @@ def robustness_vs_k(scores, M=2.0, u=0, v=1, order=None, wrt: str = "uv") -> Rob
     alpha, beta, area = _robustness_kernel(s, M, u, v_, 1 if wrt == "uv" else 3)
     pairwise = bt.region_area(M) if M > 1 else jnp.asarray(jnp.nan)
     return RobustnessVsK(ks, alpha, beta, area, pairwise)
-
-
-# --- the random-utility family ------------------------------------------------------------
-
-
-def random_utility_log_prob(
-    scores, omega, noise: str = "normal", cells: int = km.DEFAULT_CELLS, nodes: int = 8
-) -> Array:
-    """log P(U_omega_1 > ... > U_omega_K) for U_i = s_i + eps_i, eps_i i.i.d. (Thurstone).
-
-    noise="normal": eps ~ N(0, 1/2), the K-tuple probit model, whose pairwise margin is
-    P(U_i > U_j) = Phi(s_i - s_j) (:data:`prefjax.probit`). noise="gumbel": standard Gumbel,
-    which gives Plackett-Luce (Eq. (6)) exactly.
-
-    Computed by the recursion h_K(t) = F(t - s_K), h_k(t) = int_{-inf}^t f(r - s_k) h_{k+1}(r) dr,
-    p = h_1(inf), on ``cells`` grid cells with ``nodes`` Gauss-Legendre nodes each, the cumulative
-    integrals by the nodes' integration matrix (order ``nodes`` per cell): cost O(K cells nodes^2).
-    Accuracy (float64) is set by the cell width h = (max s - min s + tails) / cells, the tails
-    being 45 score units for Gumbel noise and 18 for normal noise: h <= ~0.5 gives log p to
-    ~1e-10 for probabilities down to ~1e-30 (the default 96 cells do so for score spreads up to
-    ~3 (Gumbel) or ~30 (normal); raise ``cells`` for wider ones). Far in the tails (p ~ 1e-60)
-    Gaussian factors vary faster than the grid resolves and log p loses digits; probabilities
-    below ~1e-300 underflow to -inf. As in Eq. (6), the other N - K options play no part.
-
-    Args:
-        scores: (..., N) finite scores; omega: K >= 2 distinct option indices.
-        noise: "normal" or "gumbel".
-        cells, nodes: the grid (static ints).
-
-    Examples:
-        >>> import math
-        >>> from prefjax import plackett_luce as pl
-        >>> p = pl.random_utility_prob([0.7, 0.0], (0, 1))   # Phi(0.7)
-        >>> abs(float(p) - 0.5 * math.erfc(-0.7 / math.sqrt(2))) < 1e-14
-        True
-    """
-    scores, omega = _prepare(scores, omega)
-    vd.check_choice("noise", noise, tuple(km.NOISES))
-    cells = _as_index("cells", cells)
-    nodes = _as_index("nodes", nodes)
-    if cells < 1 or nodes < 2:
-        raise ValueError(f"cells must be >= 1 and nodes >= 2; got cells = {cells}, nodes = {nodes}")
-    return _ru(scores, jnp.asarray(omega), km.NOISES[noise], cells, nodes)
-
-
-@partial(jax.jit, static_argnums=(2, 3, 4))
-def _ru(scores, idx, noise, cells, nodes):
-    return km.ru_log_prob(scores[..., idx], noise, cells, nodes)
-
-
-def random_utility_prob(
-    scores, omega, noise: str = "normal", cells: int = km.DEFAULT_CELLS, nodes: int = 8
-) -> Array:
-    """``exp`` of :func:`random_utility_log_prob`.
-
-    Examples:
-        >>> from prefjax import plackett_luce as pl
-        >>> s, om = [0.3, -0.2, 1.0], (2, 0, 1)
-        >>> bool(abs(pl.random_utility_prob(s, om, "gumbel") - pl.prob(s, om)) < 1e-13)
-        True
-    """
-    return jnp.exp(random_utility_log_prob(scores, omega, noise, cells, nodes))
-
-
-# --- the score-based view ---------------------------------------------------------------------
-
-
-class ScoreView(NamedTuple):
-    """A preference and its derivatives w.r.t. two others, when two scores move (score view).
-
-    Attributes:
-        p: the target ranking's probability.
-        p_a, p_b: the two coordinate rankings' probabilities (for the Plackett-Luce setting,
-            a = omega_uv and b = omega_vu).
-        d_a, d_b: dp / dp_a with p_b held fixed, and dp / dp_b with p_a held fixed, by the
-            inverse-function theorem; NaN where the map is not invertible in float64.
-        det_j: det d(p_a, p_b) / d(s_0, s_1), the area element of the change of variables.
-    """
-
-    p: Array
-    p_a: Array
-    p_b: Array
-    d_a: Array
-    d_b: Array
-    det_j: Array
-
-
-def _model(model, cells=None):
-    return km.make_model(model, cells or km.DEFAULT_CELLS)
-
-
-@partial(jax.jit, static_argnums=0)
-def _implied_kernel(model, scores, target, coord_a, coord_b, vary):
-    def one(s):
-        val, jac = km.implied_parts(model, s, target, coord_a, coord_b, vary, s[vary])
-        p, x, y, da, db, _, _, _ = km.implied_from_parts(val, jac)
-        det = x * y * (jac[1, 0] * jac[2, 1] - jac[1, 1] * jac[2, 0])
-        return ScoreView(p, x, y, da, db, det)
-
-    flat = scores.reshape(-1, scores.shape[-1])
-    out = jax.vmap(one)(flat)
-    return ScoreView(*(o.reshape(scores.shape[:-1]) for o in out))
-
-
-def _check_vary(vary, n):
-    vary = _check_ranking("vary", vary, n)
-    if len(vary) != 2:
-        raise ValueError(f"vary must name two options; got {vary}")
-    return vary
-
-
-def _check_implied_args(target, coords, vary, n: int):
-    """The rankings and the varied pair of :func:`implied_sensitivity`, checked against N = n."""
-    if len(coords) != 2:
-        raise ValueError(f"coords must be two rankings; got {coords!r}")
-    return (
-        _check_ranking("target", target, n),
-        _check_ranking("coords[0]", coords[0], n),
-        _check_ranking("coords[1]", coords[1], n),
-        _check_vary(vary, n),
-    )
-
-
-def implied_sensitivity(scores, target, coords, vary, *, model="plackett_luce") -> ScoreView:
-    """The score-based view for any three rankings: dp_target/dp_a and dp_target/dp_b.
-
-    Hold every score but s_vary0 and s_vary1 fixed; the map F: (s_vary0, s_vary1) ->
-    (p_a, p_b) has Jacobian J (``jax.jacfwd``), and by the inverse-function theorem
-    (dp/dp_a, dp/dp_b) = J^-T grad_s p. Computed from log-probabilities, so that tiny
-    probabilities neither over- nor underflow.
-
-    With Lemma 1's coordinates (target (i, j), coords ((i, k), (k, j)), vary (i, k)) and
-    K = 2, this is Bradley-Terry's Eq. (4) (or Eq. (2) for model="probit").
-
-    Args:
-        scores: (..., N) finite scores.
-        target: a ranking (K >= 2 options); coords: two rankings (a, b).
-        vary: two distinct option indices whose scores move.
-        model: "plackett_luce" (Eq. (6)), "probit" (K-tuple probit) or "gumbel" (the
-            random-utility recursion with Gumbel noise); or :data:`prefjax.logistic` /
-            :data:`prefjax.probit`.
-
-    Returns:
-        :class:`ScoreView`.
-
-    Examples:
-        >>> from prefjax import plackett_luce as pl, bradley_terry as bt
-        >>> sv = pl.implied_sensitivity([1.3, 0.0, -0.4], (0, 1), ((0, 2), (2, 1)), (0, 2))
-        >>> bool(abs(sv.d_a - bt.d_ik(sv.p_a, sv.p_b)) < 1e-12)
-        True
-    """
-    scores = _check_scores(scores)
-    target, coord_a, coord_b, vary = _check_implied_args(target, coords, vary, scores.shape[-1])
-    kmodel = _model(model)
-    idx = [jnp.asarray(t) for t in (target, coord_a, coord_b, vary)]
-    return _implied_kernel(kmodel, scores, *idx)
-
-
-def score_view_sensitivity(scores, omega, u, v, *, model="plackett_luce", rest=None) -> ScoreView:
-    """The score-based view of Eq. (9): move s_omega_u and s_omega_v, hold the others fixed.
-
-    The paper varies p_omega_uv and p_omega_vu with alpha and beta fixed; here they move
-    because the two scores do, and the other ratios of Eq. (7) move with them. Returns
-    :func:`implied_sensitivity` for target omega, coords (omega_uv, omega_vu) (Lemma 5, with
-    ``rest``) and vary (omega[u], omega[v]): ``d_a`` = dp_omega/dp_omega_uv,
-    ``d_b`` = dp_omega/dp_omega_vu. Needs K >= 3: for K = 2, p_uv + p_vu = 1 and the map is
-    singular (NaN).
-
-    Examples:
-        >>> from prefjax import plackett_luce as pl
-        >>> sv = pl.score_view_sensitivity([0.0, 0.0, 0.0], (0, 1, 2), 0, 1)
-        >>> round(float(sv.p), 12), round(float(sv.d_a), 12)   # p = 1/6; see the tests' K = 3 form
-        (0.166666666667, -0.375)
-    """
-    scores, omega = _prepare(scores, omega)
-    u, v_ = _check_positions(u, v, len(omega))
-    om_uv, om_vu = reorder(omega, u, v_, rest)
-    return implied_sensitivity(scores, omega, (om_uv, om_vu), (omega[u], omega[v_]), model=model)
-
-
-def _score_rtol(kmodel, rtol):
-    if rtol is None:
-        return 1e-8 if kmodel.cells == 0 else 1e-5
-    return vd.check_positive_number("rtol", rtol)
-
-
-def implied_area(
-    scores, target, coords, vary, M, wrt: str = "a", *, model="plackett_luce", rtol=None
-) -> AreaEstimate:
-    """A({(p_a, p_b) in the image of F : |dp_target/dp_wrt| > M}) in the score-based view.
-
-    By the change of variables (p_a, p_b) = F(s_vary0, s_vary1), the area is
-    int int 1[|d_wrt| > M] |det J| ds over the score plane (F is one-to-one for these models).
-    It is computed in rotated coordinates a = (s_0 + s_1)/2, d = s_0 - s_1 (Jacobian 1). For
-    each d, chi = sign(d_wrt) asinh(|d_wrt|/M) is sampled on half-unit cells in a; its crossings
-    of +-asinh(1) are refined by root finding (the signed form keeps the narrow gap around a
-    zero of d_wrt), regions narrower than a cell are found from the sampled extrema, and |det J|
-    is integrated over the inside by Gauss-Legendre. Over d: a scan locates where the number of
-    crossings changes (folds of the boundary, with square-root kinks), and adaptive
-    Gauss-Kronrod integrates between those breakpoints. The box reaches 40 (Plackett-Luce) or 7
-    (probit) past the fixed scores; the image left out has probabilities below ~1e-12.
-
-    Accuracy: with Lemma 1's coordinates Plackett-Luce reproduces Proposition 1 to ~5e-10
-    (default rtol 1e-8), and K = 3 matches an independent ray integral of the hand-inverted map
-    to ~3e-9. The probit model defaults to rtol = 1e-5 (every point costs three recursions).
-    ``error`` is the Gauss-Kronrod estimate. Runs on the host (not traceable); one
-    compilation per shape (several seconds).
-
-    Args:
-        scores: (N,) finite scores; target, coords, vary: as in :func:`implied_sensitivity`.
-        M: the threshold, > 0.
-        wrt: "a" or "b".
-        model: "plackett_luce" or "probit" (or the links :data:`prefjax.logistic`,
-            :data:`prefjax.probit`).
-        rtol: the outer quadrature's relative error target.
-
-    Returns:
-        ``AreaEstimate(value, error, "score-view", n_evals)``.
-
-    Examples:
-        >>> from prefjax import plackett_luce as pl, bradley_terry as bt
-        >>> est = pl.implied_area([0.0, 0.0, 0.0], (0, 1), ((0, 2), (2, 1)), (0, 2), 10.0)
-        >>> abs(est.value - float(bt.region_area(10.0))) < 1e-8 * est.value   # Proposition 1
-        True
-    """
-    scores = _check_scores(scores)
-    if scores.ndim != 1:
-        raise ValueError(f"scores must be one score vector (N,); got shape {scores.shape}")
-    target, coord_a, coord_b, vary = _check_implied_args(target, coords, vary, scores.shape[-1])
-    M = _check_m(M)
-    vd.check_choice("wrt", wrt, ("a", "b"))
-    kmodel = _model(model, km.SCORE_VIEW_CELLS)
-    if kmodel.name == "gumbel":
-        raise ValueError(
-            "model='gumbel' (Plackett-Luce by the recursion, for pointwise checks) is not offered "
-            "for areas: its grid cannot resolve the +-40 score box; use 'plackett_luce'"
-        )
-    rtol = _score_rtol(kmodel, rtol)
-    idx = [jnp.asarray(t) for t in (target, coord_a, coord_b, vary)]
-    value, error, n_evals, max_count = km.implied_area(
-        kmodel, scores, *idx, M, 0 if wrt == "a" else 1, rtol
-    )
-    if max_count > km._MAX_CROSSINGS:
-        raise RuntimeError(
-            f"d_{wrt} crosses M = {M} (or -M) {max_count} times along one slice (at most "
-            f"{km._MAX_CROSSINGS} per level are handled); the area would be wrong"
-        )
-    return AreaEstimate(value, error, "score-view", n_evals)
-
-
-def score_view_area(
-    scores, omega, u, v, M, wrt: str = "uv", *, model="plackett_luce", rest=None, rtol=None
-) -> AreaEstimate:
-    """A(Omega_M(p_omega, p_omega_uv)) in the score-based view (K >= 3).
-
-    :func:`implied_area` for target omega, coords (omega_uv, omega_vu), vary (omega[u],
-    omega[v]). The image of the map is the triangle {p_uv, p_vu > 0, p_uv + p_vu < P'}, where P'
-    is the probability of the ranking omega'_uv among its own K - 2 options, so the area is at
-    most P'/2.
-
-    Examples:
-        >>> from prefjax import plackett_luce as pl
-        >>> est = pl.score_view_area([0.0, 0.0, 0.0], (0, 1, 2), 0, 1, M=1e-300)  # all
-        >>> round(est.value, 6)      # the whole triangle, 1/2 (less what float64 cannot resolve)
-        0.5
-    """
-    scores, omega = _prepare(scores, omega, min_k=3)
-    u, v_ = _check_positions(u, v, len(omega))
-    vd.check_choice("wrt", wrt, WRT)
-    om_uv, om_vu = reorder(omega, u, v_, rest)
-    return implied_area(
-        scores,
-        omega,
-        (om_uv, om_vu),
-        (omega[u], omega[v_]),
-        M,
-        "a" if wrt == "uv" else "b",
-        model=model,
-        rtol=rtol,
-    )

@@ -12,11 +12,20 @@ import sys
 import time
 from pathlib import Path
 
+import prefjax
+
 from . import claims as claims_mod
+
+
+def _listed(names: list[str]) -> str:
+    """'a, b and c'."""
+    *first, last = names
+    return f"{', '.join(first)} and {last}" if first else last
+
 
 FIGURES = {
     "fig1_logistic": "Figure 1: M-sensitive regions of p_ij^BT w.r.t. p_ik and p_kj (Bradley-Terry).",
-    "fig1_links": "Figure 1 for the logistic, probit and cauchit links side by side.",
+    "fig1_links": f"Figure 1 for the {_listed(list(prefjax.LINKS))} links side by side.",
     "fig2": "Figure 2: Omega_M(p_omega, p_omega_uv) and Omega_M(p_omega, p_omega_vu) at alpha = 1.01, beta = 0.99.",
     "area_vs_k": "Section 3.2: Proposition 2's area against the tuple length K (scores linspace(1, -1, 8)).",
     "fig3": "Figure 3 on SmolLM2-135M-Instruct: learned p13 and p23 against the dataset's p23 (quick sweep).",
@@ -51,15 +60,12 @@ def draw_figures(fig_dir: Path, progress: bool = True) -> dict[str, Path]:
     import matplotlib
 
     matplotlib.use("Agg")
-    import prefjax
     import prefjax.plot
 
     fig_dir.mkdir(parents=True, exist_ok=True)
     makers = {
         "fig1_logistic": lambda: prefjax.plot.sensitive_regions(prefjax.logistic),
-        "fig1_links": lambda: prefjax.plot.sensitive_regions(
-            [prefjax.logistic, prefjax.probit, prefjax.cauchit], n=300
-        ),
+        "fig1_links": lambda: prefjax.plot.sensitive_regions(list(prefjax.LINKS.values()), n=300),
         "fig2": lambda: prefjax.plot.pl_regions(alpha=1.01, beta=0.99),
         "area_vs_k": lambda: prefjax.plot.area_vs_k(),
     }

@@ -312,9 +312,7 @@ THEOREM1_MS = (2.0, 10.0, 1e3, 1e6)
 
 
 def theorem1(link_name: str) -> ClaimResult:
-    g = {"logistic": prefjax.logistic, "probit": prefjax.probit, "cauchit": prefjax.cauchit}[
-        link_name
-    ]
+    g = prefjax.LINKS[link_name]
     ratios = {}
     for M in THEOREM1_MS:
         for side in ("upper", "lower"):
@@ -395,7 +393,7 @@ def registry() -> list[tuple[str, Callable[[], ClaimResult | list[ClaimResult]]]
         ("appendix_b2.area", appendix_b2_area),
         ("appendix_b3.series", appendix_b3_series),
     ]
-    items += [(f"theorem1.{n}", lambda n=n: theorem1(n)) for n in ("logistic", "probit", "cauchit")]
+    items += [(f"theorem1.{n}", lambda n=n: theorem1(n)) for n in prefjax.LINKS]
 
     def theorem2_all():
         rows = theorem2_rows()

@@ -54,6 +54,9 @@ def test_eq5_against_brute_force_boundary():
         d = p_kj * (1 - p_kj) / (grid + p_kj - 2 * grid * p_kj - 1) ** 2
         inside = grid[d > M]
         bounds = bt.region_bounds(p_kj, M)
+        limit = float(bounds.limit)  # slices exist for p_kj in (0, limit) and (1 - limit, 1)
+        assert limit == pytest.approx(1 / (1 + M), rel=1e-15)
+        assert (inside.size > 0) == (p_kj < limit or p_kj > 1 - limit)
         if inside.size == 0:
             assert np.isnan(bounds.low) and np.isnan(bounds.high)
             continue

@@ -421,26 +421,6 @@ def test_k2_paper_view_is_not_proposition1():
             ValueError,
             "order must rank all",
         ),
-        (
-            lambda: pl.random_utility_log_prob([0.0, 1.0], (0, 1), noise="cauchy"),
-            ValueError,
-            "unknown noise",
-        ),
-        (
-            lambda: pl.score_view_area([0.0, 1.0, 2.0], (0, 1), 0, 1, 2.0),
-            ValueError,
-            "at least 3 options",
-        ),
-        (
-            lambda: pl.implied_sensitivity([0.0, 1.0, 2.0], (0, 1), ((0, 2),), (0, 2)),
-            ValueError,
-            "coords",
-        ),
-        (
-            lambda: pl.implied_sensitivity([0.0, 1.0, 2.0], (0, 1), ((0, 2), (2, 1)), (0, 0)),
-            ValueError,
-            "vary repeats",
-        ),
     ],
 )
 def test_bad_input_names_the_argument(call, exc, match):

@@ -158,6 +158,25 @@ def test_sampling_methods_within_their_error(name, method):
         assert est.method == method
 
 
+def test_a_method_is_one_entry_of_the_table(monkeypatch):
+    """region_area dispatches through AREA_METHODS: a new estimator is one entry there."""
+    from prefjax import _regions
+
+    assert list(_regions.AREA_METHODS) == ["quad", "grid", "mc", "is"]
+    seen = {}
+
+    def proposition1(g, M, wrt, *, n, seed, rtol):
+        seen.update(g=g, M=M, wrt=wrt, n=n, seed=seed, rtol=rtol)
+        return prefjax.AreaEstimate(float(bt.region_area(M)), 0.0, "prop1", 0)
+
+    monkeypatch.setitem(_regions.AREA_METHODS, "prop1", proposition1)
+    est = prefjax.region_area(prefjax.logistic, 10, "kj", method="prop1", n=7, seed=3)
+    assert est.method == "prop1"
+    assert seen == {"g": prefjax.logistic, "M": 10.0, "wrt": "kj", "n": 7, "seed": 3, "rtol": 1e-10}
+    with pytest.raises(ValueError, match="'quad', 'grid', 'mc', 'is', 'prop1'"):
+        prefjax.region_area(prefjax.logistic, 10.0, method="simpson")
+
+
 def test_importance_sampling_accuracy_at_large_M():
     """The issue's target: relative error <= 1% at M = 1e4 with 1e6 samples (logistic)."""
     truth = float(bt.region_area(1e4))

@@ -13,6 +13,7 @@ import pytest
 import prefjax
 from prefjax import bradley_terry as bt
 from prefjax import plackett_luce as pl
+from prefjax import score_view as sv
 
 from .checks import EPS
 
@@ -100,7 +101,7 @@ def test_table_score_view_column_for_plackett_luce():
     t = prefjax.theorem2_table([prefjax.logistic], Ms=[2.0], Ks=[3])
     (row,) = t
     assert row["score_model"] == "plackett_luce"
-    want = pl.score_view_area(np.zeros(3), (0, 1, 2), 0, 1, 2.0).value
+    want = sv.score_view_area(np.zeros(3), (0, 1, 2), 0, 1, 2.0).value
     assert row["score_area"] == pytest.approx(want, rel=1e-12)
     assert row["holds_score"] == (row["pairwise_area"] > row["score_area"])
 

@@ -15,6 +15,7 @@ import pytest
 
 import prefjax
 from prefjax import plackett_luce as pl
+from prefjax import score_view as sv
 
 from .checks import EPS
 
@@ -29,7 +30,7 @@ rng = np.random.default_rng(31)
 def test_gumbel_noise_is_plackett_luce(k):
     scores = rng.normal(size=(4, 7)) * 2
     omega = tuple(int(i) for i in rng.permutation(7)[:k])
-    got = pl.random_utility_log_prob(scores, omega, noise="gumbel")
+    got = sv.random_utility_log_prob(scores, omega, noise="gumbel")
     want = pl.log_prob(scores, omega)
     np.testing.assert_allclose(got, want, rtol=RTOL_RECURSION, atol=RTOL_RECURSION)
 
@@ -38,7 +39,7 @@ def test_gumbel_noise_is_plackett_luce_for_spread_scores_on_a_finer_grid():
     """Scores spread over 30 (p down to e^-75): twice the default cells keep cells ~0.4 wide."""
     scores = np.linspace(15, -15, 7)
     for omega in [(6, 5, 4, 3, 2, 1), (0, 6, 1, 5, 2, 4), (3, 4)]:
-        got = float(pl.random_utility_log_prob(scores, omega, "gumbel", cells=192))
+        got = float(sv.random_utility_log_prob(scores, omega, "gumbel", cells=192))
         assert got == pytest.approx(float(pl.log_prob(scores, omega)), rel=RTOL_RECURSION)
 
 
@@ -46,7 +47,7 @@ def test_probit_pairwise_margin_is_the_probit_link():
     """sigma = 1/sqrt(2) makes P(U_i > U_j) = Phi(s_i - s_j), the probit link."""
     diffs = np.array([-30.0, -8.0, -1.0, -1e-3, 0.0, 0.4, 3.0, 9.0])
     scores = np.stack([diffs, np.zeros_like(diffs)], -1)
-    got = np.asarray(pl.random_utility_log_prob(scores, (0, 1), noise="normal"))
+    got = np.asarray(sv.random_utility_log_prob(scores, (0, 1), noise="normal"))
     want = np.log(np.asarray(prefjax.probit(jnp.asarray(diffs))))
     np.testing.assert_allclose(got, want, rtol=RTOL_RECURSION, atol=4 * EPS)  # log p ~ 0
 
@@ -62,7 +63,7 @@ def test_probit_k3_against_a_one_dimensional_mpmath_integral():
                 return mp.npdf(r, s2, sd) * mp.ncdf(r, s3, sd) * (1 - mp.ncdf(r, s1, sd))
 
             want = mp.quad(integrand, [-mp.inf, s2, mp.inf])
-            got = float(pl.random_utility_prob(np.array(s), (0, 1, 2)))
+            got = float(sv.random_utility_prob(np.array(s), (0, 1, 2)))
             assert got == pytest.approx(float(want), rel=RTOL_RECURSION)
 
 
@@ -74,27 +75,27 @@ def test_probit_against_monte_carlo():
     ranked = np.asarray(shown)[np.argsort(-u, axis=1)]
     for omega in [(2, 0, 3, 1), (0, 2, 1, 3), (1, 3, 0, 2)]:
         freq = np.mean(np.all(ranked == np.asarray(omega), axis=1))
-        p = float(pl.random_utility_prob(scores, omega))
+        p = float(sv.random_utility_prob(scores, omega))
         assert abs(freq - p) <= Z_MC * math.sqrt(p * (1 - p) / n), (omega, freq, p)
 
 
 def test_probit_rankings_of_a_subset_sum_to_one():
     scores = np.array([0.3, -1.0, 2.0, 0.1])
     perms = np.array(list(itertools.permutations(range(4))))
-    probs = pl.random_utility_prob(scores[perms], (0, 1, 2, 3))  # batched: row i in order
+    probs = sv.random_utility_prob(scores[perms], (0, 1, 2, 3))  # batched: row i in order
     assert float(jnp.sum(probs)) == pytest.approx(1.0, abs=24 * RTOL_RECURSION)
 
 
 def test_recursion_gradient_against_central_differences():
     scores = jnp.asarray([0.4, -0.7, 1.1, 0.0])
     omega = (2, 0, 3, 1)
-    grad = jax.grad(lambda s: pl.random_utility_log_prob(s, omega))(scores)
+    grad = jax.grad(lambda s: sv.random_utility_log_prob(s, omega))(scores)
     h = 1e-5
     for i in range(4):
         e = jnp.zeros(4).at[i].set(h)
         fd = (
-            pl.random_utility_log_prob(scores + e, omega)
-            - pl.random_utility_log_prob(scores - e, omega)
+            sv.random_utility_log_prob(scores + e, omega)
+            - sv.random_utility_log_prob(scores - e, omega)
         ) / (2 * h)
         assert float(grad[i]) == pytest.approx(float(fd), rel=1e-7, abs=1e-9)
 
@@ -102,9 +103,9 @@ def test_recursion_gradient_against_central_differences():
 def test_recursion_batches_under_jit_and_vmap():
     scores = jnp.asarray(rng.normal(size=(3, 5)))
     omega = (4, 1, 2)
-    eager = pl.random_utility_log_prob(scores, omega)
-    jitted = jax.jit(lambda s: pl.random_utility_log_prob(s, omega))(scores)
-    mapped = jax.vmap(lambda s: pl.random_utility_log_prob(s, omega))(scores)
+    eager = sv.random_utility_log_prob(scores, omega)
+    jitted = jax.jit(lambda s: sv.random_utility_log_prob(s, omega))(scores)
+    mapped = jax.vmap(lambda s: sv.random_utility_log_prob(s, omega))(scores)
     np.testing.assert_allclose(jitted, eager, rtol=1e-13)
     np.testing.assert_allclose(mapped, eager, rtol=1e-13)
     assert eager.shape == (3,)

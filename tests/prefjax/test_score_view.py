@@ -16,6 +16,7 @@ from scipy import integrate, optimize
 import prefjax
 from prefjax import bradley_terry as bt
 from prefjax import plackett_luce as pl
+from prefjax import score_view as sv
 
 RTOL_POINT = 1e-9  # pointwise derivatives: float64 through log-probabilities and a 2x2 solve
 RTOL_AREA_PL = 1e-7  # score-view areas, Plackett-Luce (outer rtol 1e-8; see implied_area)
@@ -47,45 +48,45 @@ def k3_derivatives(x, y):
 def test_k3_against_the_hand_inverted_map():
     scores = rng.normal(size=(6, 3)) * 2
     scores[0] = [4.0, 3.0, -2.0]  # near the origin of the (x, y) plane
-    sv = pl.score_view_sensitivity(scores, (0, 1, 2), 0, 1)
-    x, y = np.asarray(sv.p_a), np.asarray(sv.p_b)
+    view = sv.score_view_sensitivity(scores, (0, 1, 2), 0, 1)
+    x, y = np.asarray(view.p_a), np.asarray(view.p_b)
     np.testing.assert_allclose(x, np.asarray(pl.prob(scores, (2, 0, 1))), rtol=RTOL_POINT)
-    np.testing.assert_allclose(sv.p, k3_closed_form(x, y), rtol=RTOL_POINT)
+    np.testing.assert_allclose(view.p, k3_closed_form(x, y), rtol=RTOL_POINT)
     dx, dy = k3_derivatives(x, y)
-    np.testing.assert_allclose(sv.d_a, dx, rtol=RTOL_POINT)
-    np.testing.assert_allclose(sv.d_b, dy, rtol=RTOL_POINT)
+    np.testing.assert_allclose(view.d_a, dx, rtol=RTOL_POINT)
+    np.testing.assert_allclose(view.d_b, dy, rtol=RTOL_POINT)
 
 
 def test_lemma1_coordinates_give_bradley_terry_eq4():
     """K = 2 with target (i, j), coords ((i, k), (k, j)), vary (i, k): Lemma 1 and Eq. (4)."""
     scores = rng.normal(size=(5, 3)) * 3
-    sv = pl.implied_sensitivity(scores, (0, 1), ((0, 2), (2, 1)), (0, 2))
-    np.testing.assert_allclose(sv.p, bt.compose(sv.p_a, sv.p_b), rtol=RTOL_POINT)
-    np.testing.assert_allclose(sv.d_a, bt.d_ik(sv.p_a, sv.p_b), rtol=RTOL_POINT)
-    np.testing.assert_allclose(sv.d_b, bt.d_kj(sv.p_a, sv.p_b), rtol=RTOL_POINT)
+    view = sv.implied_sensitivity(scores, (0, 1), ((0, 2), (2, 1)), (0, 2))
+    np.testing.assert_allclose(view.p, bt.compose(view.p_a, view.p_b), rtol=RTOL_POINT)
+    np.testing.assert_allclose(view.d_a, bt.d_ik(view.p_a, view.p_b), rtol=RTOL_POINT)
+    np.testing.assert_allclose(view.d_b, bt.d_kj(view.p_a, view.p_b), rtol=RTOL_POINT)
 
 
 def test_lemma1_coordinates_give_eq2_for_the_probit_model():
     scores = rng.normal(size=(4, 3))
-    sv = pl.implied_sensitivity(scores, (0, 1), ((0, 2), (2, 1)), (0, 2), model="probit")
-    ref = prefjax.sensitivity(prefjax.probit, sv.p_a, sv.p_b)
-    np.testing.assert_allclose(sv.p, ref.p_ij, rtol=1e-10)
-    np.testing.assert_allclose(sv.d_a, ref.d_ik, rtol=1e-8)
-    np.testing.assert_allclose(sv.d_b, ref.d_kj, rtol=1e-8)
+    view = sv.implied_sensitivity(scores, (0, 1), ((0, 2), (2, 1)), (0, 2), model="probit")
+    ref = prefjax.sensitivity(prefjax.probit, view.p_a, view.p_b)
+    np.testing.assert_allclose(view.p, ref.p_ij, rtol=1e-10)
+    np.testing.assert_allclose(view.d_a, ref.d_ik, rtol=1e-8)
+    np.testing.assert_allclose(view.d_b, ref.d_kj, rtol=1e-8)
 
 
 def test_gumbel_recursion_agrees_with_plackett_luce_pointwise():
     scores = rng.normal(size=(3, 4))
-    a = pl.score_view_sensitivity(scores, (3, 0, 1, 2), 1, 2)
-    b = pl.score_view_sensitivity(scores, (3, 0, 1, 2), 1, 2, model="gumbel")
+    a = sv.score_view_sensitivity(scores, (3, 0, 1, 2), 1, 2)
+    b = sv.score_view_sensitivity(scores, (3, 0, 1, 2), 1, 2, model="gumbel")
     for f in ("p", "p_a", "p_b", "d_a", "d_b", "det_j"):
         np.testing.assert_allclose(getattr(b, f), getattr(a, f), rtol=1e-8, err_msg=f)
 
 
 def test_k2_plackett_luce_coordinates_are_singular():
     """For K = 2, p_omega_uv + p_omega_vu = 1: the map is not invertible (NaN, not garbage)."""
-    sv = pl.implied_sensitivity([0.3, -0.1], (0, 1), ((0, 1), (1, 0)), (0, 1))
-    assert np.isnan(sv.d_a) and np.isnan(sv.d_b)
+    view = sv.implied_sensitivity([0.3, -0.1], (0, 1), ((0, 1), (1, 0)), (0, 1))
+    assert np.isnan(view.d_a) and np.isnan(view.d_b)
 
 
 # --- areas ---------------------------------------------------------------------------------------
@@ -93,7 +94,7 @@ def test_k2_plackett_luce_coordinates_are_singular():
 
 def test_lemma1_area_is_proposition1():
     for M in [3.0]:
-        est = pl.implied_area([0.0, 0.0, 0.0], (0, 1), ((0, 2), (2, 1)), (0, 2), M)
+        est = sv.implied_area([0.0, 0.0, 0.0], (0, 1), ((0, 2), (2, 1)), (0, 2), M)
         assert est.value == pytest.approx(float(bt.region_area(M)), rel=RTOL_AREA_PL)
 
 
@@ -147,7 +148,7 @@ def k3_reference_area(M):
 def test_k3_area_against_rays_of_the_hand_inverted_map(M, wrt):
     want, err = k3_reference_area(M)
     assert err < 1e-10 * want
-    est = pl.score_view_area([0.0, 0.0, 0.0], (0, 1, 2), 0, 1, M, wrt)
+    est = sv.score_view_area([0.0, 0.0, 0.0], (0, 1, 2), 0, 1, M, wrt)
     assert est.value == pytest.approx(want, rel=RTOL_AREA_PL)
     assert est.error < RTOL_AREA_PL * want
 
@@ -157,14 +158,67 @@ def test_lemma1_area_for_the_probit_model_matches_the_region_machinery():
     """K = 2 probit (the recursion, score view) against prefjax.region_area (Eq. (2) slices)."""
     M = 3.0
     want = prefjax.region_area(prefjax.probit, M).value
-    est = pl.implied_area([0.0, 0.0, 0.0], (0, 1), ((0, 2), (2, 1)), (0, 2), M, model="probit")
+    est = sv.implied_area([0.0, 0.0, 0.0], (0, 1), ((0, 2), (2, 1)), (0, 2), M, model="probit")
     assert est.value == pytest.approx(want, rel=1e-5)
 
 
 @pytest.mark.slow
 def test_score_view_area_shrinks_with_k_for_equal_scores():
     """Section 3.2 in the score view: the area falls from K = 3 to K = 4 (equal scores)."""
-    a3 = pl.score_view_area(np.zeros(3), (0, 1, 2), 0, 1, 5.0).value
-    a4 = pl.score_view_area(np.zeros(4), (0, 1, 2, 3), 0, 1, 5.0).value
+    a3 = sv.score_view_area(np.zeros(3), (0, 1, 2), 0, 1, 5.0).value
+    a4 = sv.score_view_area(np.zeros(4), (0, 1, 2, 3), 0, 1, 5.0).value
     assert a4 < a3
     assert math.isfinite(a4) and a4 > 0
+
+
+def test_link_models_are_keyed_by_built_in_link_names():
+    """The K-tuple model of a link is the one whose pairwise margin is that link."""
+    from prefjax import _kmodels
+
+    assert set(_kmodels.LINK_MODELS) <= set(prefjax.LINKS)
+    scores = np.array([0.8, -0.4, 0.3])
+    for name in _kmodels.LINK_MODELS:
+        g = prefjax.LINKS[name]
+        view = sv.implied_sensitivity(scores, (0, 1), ((0, 2), (2, 1)), (0, 2), model=g)
+        want = prefjax.sensitivity(g, view.p_a, view.p_b)
+        np.testing.assert_allclose(view.p, want.p_ij, rtol=1e-9)
+    with pytest.raises(ValueError, match="no K-tuple random-utility model"):
+        sv.implied_sensitivity(scores, (0, 1), ((0, 2), (2, 1)), (0, 2), model=prefjax.cauchit)
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (
+            lambda: sv.random_utility_log_prob([0.0, 1.0], (0, 1), noise="cauchy"),
+            ValueError,
+            "unknown noise",
+        ),
+        (
+            lambda: sv.score_view_area([0.0, 1.0, 2.0], (0, 1), 0, 1, 2.0),
+            ValueError,
+            "at least 3 options",
+        ),
+        (
+            lambda: sv.implied_sensitivity([0.0, 1.0, 2.0], (0, 1), ((0, 2),), (0, 2)),
+            ValueError,
+            "coords",
+        ),
+        (
+            lambda: sv.implied_sensitivity([0.0, 1.0, 2.0], (0, 1), ((0, 2), (2, 1)), (0, 0)),
+            ValueError,
+            "vary repeats",
+        ),
+        (
+            lambda: sv.score_view_sensitivity([0.0, 1.0, 2.0], (0, 1, 2), 0, 1, rest=(5,)),
+            ValueError,
+            r"rest\[0\] = 5 is out of range",
+        ),
+    ],
+)
+def test_bad_input_names_the_argument(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
