@@ -112,6 +112,33 @@ def run_llm(out: Path, preset: str, model: str, progress: bool = True) -> dict:
     return data
 
 
+SNAPSHOT = Path(__file__).resolve().parents[2] / "docs" / "cpu-full" / "analysis.json"
+"""The cpu-full sweep's analysis committed under docs/ (a snapshot; absent in an installed
+package), whose Section 4 claims join the report beside the quick sweep's."""
+
+
+def empirical_claims(analysis: dict, source: str, suffix: str = "") -> list[claims_mod.ClaimResult]:
+    """Section 4's observations, as ``llm-bridge analyze`` judged them, as claim rows."""
+    out = []
+    for c in analysis.get("claims", []):
+        out.append(
+            claims_mod.ClaimResult(
+                id=c["id"] + suffix,
+                where=c["where"] + (f" ({source})" if source else ""),
+                statement=c["statement"],
+                paper_value="observed (Figure 3)" if c["id"] != "sec4.dpo_optimum" else "assumed",
+                computed_value=c["details"],
+                verdict=c["verdict"],
+                difference=None,
+                tolerance=None,
+                tolerance_rule="the thresholds stated in llm_bridge.report",
+                computed_by=f"llm_bridge.report.section4_claims on {source}",
+                details=json.dumps(c["computed"], allow_nan=True)[:2000],
+            )
+        )
+    return out
+
+
 def run(
     out: str | os.PathLike = "report",
     *,
@@ -145,6 +172,10 @@ def run(
         _say(f"LLM sweep (preset {preset}, model {model}):", progress)
         llm_part = run_llm(out, preset, model, progress)
         figures["fig3"] = Path(llm_part["figure"])
+        results += empirical_claims(llm_part, f"the {preset} sweep of {model}")
+    if SNAPSHOT.is_file():
+        snapshot = json.loads(SNAPSHOT.read_text(encoding="utf-8"))
+        results += empirical_claims(snapshot, "the cpu-full snapshot in docs/", ".cpu_full")
     elapsed = time.perf_counter() - t_start
     meta = {
         "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -158,15 +189,22 @@ def run(
     write_markdown(out / "report.md", results, figures, llm_part, meta)
     write_html(out / "index.html", results, figures, llm_part, meta)
     n_diff = sum(r.verdict == "differs" for r in results)
+    n_agree = sum(r.verdict == "agrees" for r in results)
     summary = {
         "claims": len(results),
-        "agrees": len(results) - n_diff,
+        "agrees": n_agree,
         "differs": n_diff,
+        "empirical": {
+            v: sum(r.verdict == v for r in results)
+            for v in sorted({r.verdict for r in results} - {"agrees", "differs"})
+        },
         "files": [str(out / f) for f in ("index.html", "report.md", "claims.json")],
         "seconds": round(time.perf_counter() - t_start, 1),
     }
+    empirical = "".join(f", {n} {v}" for v, n in summary["empirical"].items())
     _say(
-        f"{summary['claims']} claims: {summary['agrees']} agree, {summary['differs']} differ. "
+        f"{summary['claims']} claims: {summary['agrees']} agree, {summary['differs']} differ"
+        f"{empirical}. "
         f"Wrote {', '.join(summary['files'])} in {summary['seconds']:.0f} s.",
         progress,
     )
@@ -182,8 +220,13 @@ def write_claims_json(path: Path, results, meta) -> None:
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    """Temporary file in the same directory, fsync'ed, renamed over ``path``: a crash leaves
+    the old report or the new one."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
@@ -198,14 +241,24 @@ def _paper(r) -> str:
 
 
 def _intro(results, meta) -> list[str]:
-    n_diff = sum(r.verdict == "differs" for r in results)
+    analytic = [r for r in results if r.verdict in ("agrees", "differs")]
+    n_diff = sum(r.verdict == "differs" for r in analytic)
+    empirical = [r for r in results if r not in analytic]
+    words = sorted({r.verdict for r in empirical})
+    tally = ", ".join(f"{sum(r.verdict == w for r in empirical)} {w}" for w in words)
     return [
         "Every numbered, checkable claim of Xu & Kankanhalli, *Strong Preferences Affect the "
         "Robustness of Value Alignment*, recomputed with prefjax against an independent "
-        f"computation. {len(results)} claims: {len(results) - n_diff} agree, {n_diff} differ. "
-        "A stated number agrees when it matches to the precision printed (half a unit in its "
-        "last digit); a stated formula agrees when it matches a numerical computation at several "
-        "points to the tolerance given.",
+        f"computation. {len(analytic)} analytic claims: {len(analytic) - n_diff} agree, "
+        f"{n_diff} differ. A stated number agrees when it matches to the precision printed (half "
+        "a unit in its last digit); a stated formula agrees when it matches a numerical "
+        "computation at several points to the tolerance given."
+        + (
+            f" {len(empirical)} empirical claims of Section 4, judged on the LLM sweeps run "
+            f"here with their own verdict words: {tally}."
+            if empirical
+            else ""
+        ),
         f"Generated {meta['generated']} in {meta['seconds']:.0f} s (Python {meta['python']}, "
         f"{meta['platform']}).",
     ]
@@ -258,9 +311,19 @@ padding:0 1em;color:#222;line-height:1.45}
 table{border-collapse:collapse;width:100%;font-size:0.9em}
 td,th{border:1px solid #ccc;padding:4px 6px;vertical-align:top;text-align:left}
 th{background:#f3f3f3} .agrees{background:#e6f4e6} .differs{background:#fbe3e3}
+.reproduced{background:#e6f4e6} .not-reproduced{background:#fbe3e3}
+.inconclusive{background:#fdf5dc} .not-run{background:#eeeeee}
 code{font-size:0.92em} figure{margin:1.5em 0} img{max-width:100%}
 details{margin:0.3em 0} summary{cursor:pointer}
 """
+
+
+def _css_class(verdict: str) -> str:
+    return {
+        "reproduced at this scale": "reproduced",
+        "not reproduced": "not-reproduced",
+        "not run here": "not-run",
+    }.get(verdict, verdict)
 
 
 def write_html(path: Path, results, figures, llm_part, meta) -> None:
@@ -279,7 +342,7 @@ def write_html(path: Path, results, figures, llm_part, meta) -> None:
     for r in results:
         diff = "" if r.difference is None else f"{r.difference:.3g} / {r.tolerance:.3g}"
         parts.append(
-            f'<tr class="{r.verdict}"><td><code>{e(r.id)}</code></td><td>{e(r.where)}</td>'
+            f'<tr class="{_css_class(r.verdict)}"><td><code>{e(r.id)}</code></td><td>{e(r.where)}</td>'
             f"<td>{e(_paper(r))}</td><td>{e(_fmt(r.computed_value))}</td>"
             f"<td><b>{e(r.verdict)}</b></td><td>{e(diff)}</td></tr>"
         )

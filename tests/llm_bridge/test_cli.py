@@ -84,7 +84,7 @@ def test_help_lists_every_config_field():
 def test_synth_writes_dataset_and_summary(tmp_path, capsys):
     out = tmp_path / "d.jsonl"
     argv = ["synth", "--order", "owl,cat,dog", "--p12", "1", "--p23", "0"]
-    assert main([*argv, "--n", "200", "--exact", "--out", str(out), "--quiet"]) == 0
+    assert main([*argv, "--n", "20", "--exact", "--out", str(out), "--quiet"]) == 0
     summary = capsys.readouterr().out.strip().splitlines()
     assert len(summary) == 1 and summary[0].startswith("llm-bridge synth: 20 rows")
     rows = load_jsonl(out).to_list()

@@ -70,7 +70,15 @@ def test_presets():
     quick = PRESETS["quick"]
     runs = quick.runs()
     assert len({r.order for r in runs}) == 1 and len({r.seed for r in runs}) == 1
-    assert 5 <= len(runs) <= 7 and quick.probe == ("likelihood",)
+    assert quick.probe == ("likelihood",)
+    grid = sorted({r.p23 for r in runs})
+    assert grid[0] == 0.0 and grid[-1] == 1.0  # the whole of [0, 1], as the paper
+    # where DPO's optimum (theory) changes fastest: p13 around p23 = 0.01 (logit(0.99) +
+    # logit(p23) = 0), p23 around 0.5; at least three grid points there
+    assert sum(x <= 0.05 or 0.45 <= x <= 0.55 for x in grid) >= 3
+    # the datasets realise p12 = 0.99 exactly: 99 of every 100 rows of (o1, o2)
+    n12 = (quick.n + 1) // 2
+    assert round(0.99 * n12, 9) == int(round(0.99 * n12))
     paper = PRESETS["paper"]
     assert len(paper.runs()) == 6 * 21 * 3  # six orders x p23 = 0, 0.05, ..., 1 x three seeds
     assert {r.order for r in paper.runs()} == {
@@ -192,7 +200,7 @@ def test_other_settings_in_the_same_directory_are_refused(tmp_path):
     with pytest.raises(ValueError, match="other settings"):
         sweep_module.check_settings(tmp_path, SweepConfig(**{**TINY, "n": 16}).settings())
     with pytest.raises(ValueError, match="other settings"):  # Figure 3 pools runs by p23
-        sweep_module.check_settings(tmp_path, SweepConfig(**{**TINY, "p12": 0.9}).settings())
+        sweep_module.check_settings(tmp_path, SweepConfig(**{**TINY, "p12": 0.5}).settings())
 
 
 class _Crash(Exception):

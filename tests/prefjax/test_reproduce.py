@@ -121,3 +121,56 @@ def test_markdown_lists_every_claim(report, claims):
     for cid in claims:
         assert f"`{cid}`" in text
     assert math.isfinite(json.loads((report / "claims.json").read_text())["meta"]["seconds"])
+
+
+EMPIRICAL = ("reproduced at this scale", "not reproduced", "inconclusive", "not run here")
+
+
+def test_section4_claims_enter_the_report_with_their_own_verdicts(tmp_path):
+    from prefjax.reproduce import _run
+
+    analysis = {
+        "claims": [
+            {
+                "id": "sec4.shift",
+                "where": "Section 4 (Results), Figure 3",
+                "statement": "a shift",
+                "verdict": "reproduced at this scale",
+                "computed": {"narrowest_interval": {"width": 0.05}},
+                "details": "p13 goes from 0.05 to 0.95 over 0.05",
+            },
+            {
+                "id": "sec4.llama3_8b",
+                "where": "Section 4",
+                "statement": "at the paper's scale",
+                "verdict": "not run here",
+                "computed": {"command": "llm-bridge sweep --preset paper"},
+                "details": "needs GPUs",
+            },
+        ]
+    }
+    rows = _run.empirical_claims(analysis, "the quick sweep", ".quick")
+    assert [r.id for r in rows] == ["sec4.shift.quick", "sec4.llama3_8b.quick"]
+    assert all(r.verdict in EMPIRICAL for r in rows)
+    meta = {"generated": "now", "seconds": 1.0, "python": "3", "platform": "x"}
+    _run.write_html(tmp_path / "i.html", rows, {}, None, meta)
+    text = (tmp_path / "i.html").read_text()
+    assert 'class="reproduced"' in text and 'class="not-run"' in text
+    intro = " ".join(_run._intro(rows, meta))
+    assert "2 empirical claims" in intro and "1 not run here" in intro
+
+
+def test_the_cpu_full_snapshot_claims_are_in_the_report(claims):
+    from prefjax.reproduce import _run
+
+    if not _run.SNAPSHOT.is_file():
+        pytest.skip("no cpu-full snapshot in docs/ (an installed package)")
+    ids = [cid for cid in claims if cid.endswith(".cpu_full")]
+    assert {i.removesuffix(".cpu_full") for i in ids} >= {
+        "sec4.shift",
+        "sec4.same_p13_different_p23",
+        "sec4.not_all_in_omega",
+        "sec4.dpo_optimum",
+        "sec4.llama3_8b",
+    }
+    assert all(claims[i]["verdict"] in EMPIRICAL for i in ids)
