@@ -447,20 +447,39 @@ def _lora_config(config: DPOTrainConfig):
     )
 
 
+def _pack(trainer) -> None:
+    """Route the trainer's log-probabilities (policy, reference) through the packed forward
+    (``_scoring.add_packed_forward``), once; models that cannot be packed are left alone."""
+    from ._scoring import add_packed_forward, can_pack
+
+    inner = trainer.model
+    base = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
+    if getattr(base, "_llm_bridge_packed", False) or not can_pack(inner):
+        return
+    add_packed_forward(base)
+    base._llm_bridge_packed = True
+    if trainer.ref_model is not None:
+        add_packed_forward(trainer.ref_model)
+
+
 def _trainer(model, tokenizer, dataset, config, run, dpo_args, callbacks, progress):
     """Step 4c: the ``DPOTrainer``, with the reference model TRL needs (none for LoRA, whose
     reference is the model with its adapters off, or with precomputed reference log-probs: an
-    in-memory copy otherwise, never a hub download) and the packed forward when asked."""
+    in-memory copy otherwise, never a hub download) and the packed forward when asked (installed
+    before TRL precomputes the reference log-probabilities, which it does while constructed)."""
     from transformers.trainer_callback import PrinterCallback
     from trl import DPOTrainer
 
-    from ._scoring import add_packed_forward, can_pack
+    class PackedDPOTrainer(DPOTrainer):
+        def _precompute_ref_logps(self, dataset, name, batch_size):
+            _pack(self)  # TRL has added its fused head by now; ours goes on top of it
+            return super()._precompute_ref_logps(dataset, name, batch_size)
 
     peft_config = _lora_config(config)
     ref_model = None
     if peft_config is None and not config.precompute_ref_log_probs:
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)
-    trainer = DPOTrainer(
+    trainer = (PackedDPOTrainer if config.packed else DPOTrainer)(
         model=model,
         ref_model=ref_model,
         args=dpo_args,
@@ -471,11 +490,8 @@ def _trainer(model, tokenizer, dataset, config, run, dpo_args, callbacks, progre
     )
     if not progress:  # with its bars off the Trainer prints every log dict; the JSONL has them
         trainer.remove_callback(PrinterCallback)
-    if config.packed and can_pack(trainer.model):
-        inner = trainer.model
-        add_packed_forward(inner.get_base_model() if hasattr(inner, "get_base_model") else inner)
-        if ref_model is not None:
-            add_packed_forward(ref_model)
+    if config.packed:
+        _pack(trainer)
     return trainer
 
 
