@@ -15,6 +15,11 @@ from ._assumptions import AssumptionCheck as AssumptionCheck
 from ._assumptions import AssumptionError as AssumptionError
 from ._assumptions import AssumptionReport as AssumptionReport
 from ._assumptions import check_assumptions as check_assumptions
+from ._comparisons import Comparisons as Comparisons
+from ._comparisons import example_data as example_data
+from ._fit import ConvergenceWarning as ConvergenceWarning
+from ._fit import Fit as Fit
+from ._fit import fit as fit
 from ._links import Link as Link
 from ._links import cauchit as cauchit
 from ._links import link as link
@@ -40,6 +45,9 @@ __all__ = [
     "AssumptionError",
     "AssumptionReport",
     "AreaEstimate",
+    "Comparisons",
+    "ConvergenceWarning",
+    "Fit",
     "Link",
     "PrecisionWarning",
     "ScoreSensitivity",
@@ -48,6 +56,8 @@ __all__ = [
     "cauchit",
     "check_assumptions",
     "compose",
+    "example_data",
+    "fit",
     "is_m_sensitive",
     "link",
     "logistic",
