@@ -15,6 +15,9 @@ from ._assumptions import AssumptionCheck as AssumptionCheck
 from ._assumptions import AssumptionError as AssumptionError
 from ._assumptions import AssumptionReport as AssumptionReport
 from ._assumptions import check_assumptions as check_assumptions
+from ._audit import Audit as Audit
+from ._audit import AuditBootstrap as AuditBootstrap
+from ._audit import audit as audit
 from ._comparisons import Comparisons as Comparisons
 from ._comparisons import example_data as example_data
 from ._fit import ConvergenceWarning as ConvergenceWarning
@@ -45,6 +48,8 @@ __all__ = [
     "AssumptionError",
     "AssumptionReport",
     "AreaEstimate",
+    "Audit",
+    "AuditBootstrap",
     "Comparisons",
     "ConvergenceWarning",
     "Fit",
@@ -52,6 +57,7 @@ __all__ = [
     "PrecisionWarning",
     "ScoreSensitivity",
     "Sensitivity",
+    "audit",
     "bradley_terry",
     "cauchit",
     "check_assumptions",
