@@ -11,12 +11,13 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 import numpy as np
 
+from ._audit_plot import audit_heatmap as audit_heatmap
 from ._links import as_link
 from ._pl_plot import area_vs_k as area_vs_k
 from ._pl_plot import pl_regions as pl_regions
 from ._sensitivity import _sensitivity_kernel
 
-__all__ = ["area_vs_k", "pl_regions", "sensitive_regions"]
+__all__ = ["area_vs_k", "audit_heatmap", "pl_regions", "sensitive_regions"]
 
 
 def _figure(nrows, ncols, size):
