@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import NamedTuple
@@ -567,14 +568,16 @@ def audit(
 def _jacobian_inputs(fit: Fit, pairs):
     cfg, _, _, theta = _fit_config(fit)
     a, b, pos, w = _prepare_cells(fit.data, cfg.position, fit.ties)
-    cells, w_pad = _padded_cells(a, b, pos, w)
+    cells, w_pad, slot = _padded_cells(a, b, pos, w, cfg.n)
     q, sign = _pair_index(a, b, pairs, cfg.n)
-    pad = cells.a.shape[0] - a.shape[0]
-    counts_c = w.sum(1)
-    q = jnp.asarray(np.pad(q, (0, pad)))
-    sign = jnp.asarray(np.pad(sign, (0, pad)))
-    counts_c = jnp.asarray(np.pad(counts_c, (0, pad)))  # empty cells move nothing
-    return cfg, cells, w_pad, theta, q, sign, counts_c
+    size = cells.a.shape[0]
+
+    def laid_out(x):  # empty cells: pair 0, weight 0 (they move nothing)
+        out = np.zeros(size, x.dtype)
+        out[slot] = x
+        return jnp.asarray(out)
+
+    return cfg, cells, w_pad, theta, laid_out(q), laid_out(sign), laid_out(w.sum(1))
 
 
 # --- the bootstrap ------------------------------------------------------------------------
@@ -618,9 +621,19 @@ def _bootstrap(fit, cfg, cells, w, theta, pairs, q, sign, n_boot, seed, level, s
     theta = jnp.asarray(theta)
     draws, d_draws, undone = [], [], 0
     bar = _progress_bar(n_boot, prog)
+
+    def draw():  # multinomial counts over (cell, outcome): resampled comparisons
+        return rng.multinomial(n_draw, probs, size=chunk).astype(np.float64)
+
+    # The next chunk is drawn on a worker thread while JAX (which releases the GIL) refits
+    # the current one; one generator, used in order, so the draws depend only on the seed.
+    pool = ThreadPoolExecutor(max_workers=1)
+    pending = pool.submit(draw)
     for start in range(0, n_boot, chunk):
         m = min(chunk, n_boot - start)
-        counts = rng.multinomial(n_draw, probs, size=chunk).astype(np.float64)
+        counts = pending.result()
+        if start + chunk < n_boot:
+            pending = pool.submit(draw)
         w_chunk = jnp.asarray(counts.reshape(chunk, *w_host.shape))
         th, done, dth = _boot_chunk(cfg, cells, w_chunk, theta, q, sign, nq, sens)
         draws.append(np.asarray(th)[:m])
@@ -629,6 +642,7 @@ def _bootstrap(fit, cfg, cells, w, theta, pairs, q, sign, n_boot, seed, level, s
             d_draws.append((np.asarray(dth)[:m], counts[:m]))
         if bar is not None:
             bar.update(m)
+    pool.shutdown()
     if bar is not None:
         bar.close()
     th = np.concatenate(draws)
@@ -665,10 +679,8 @@ def _bootstrap(fit, cfg, cells, w, theta, pairs, q, sign, n_boot, seed, level, s
 def _resampled_local_m(fit, g, wb):
     """Lemma 1's local M on one resample's observed rates."""
     n = len(fit.items)
-    cfg_cells = _prepare_cells(fit.data, fit.position is not None, fit.ties)
-    a, b = cfg_cells[0], cfg_cells[1]
-    c = a.shape[0]
-    wb = wb[:c]
+    a, b, pos, w = _prepare_cells(fit.data, fit.position is not None, fit.ties)
+    wb = wb[_padded_cells(a, b, pos, w, n)[2]]  # the resample's counts of the real cells
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     k_wins = np.where(a == lo, wb[:, 0], wb[:, 1]) + 0.5 * wb[:, 2]
     tot = wb.sum(1)
