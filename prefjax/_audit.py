@@ -586,18 +586,17 @@ def _jacobian_inputs(fit: Fit, pairs):
 
 
 @partial(jax.jit, static_argnums=(0, 7, 8))
-def _boot_chunk(cfg: _Config, cells, w_chunk, theta, chol0, q, sign, n_pairs, sensitivities):
-    """Refit each resample (vmapped chord-Newton from the fitted theta, with the fit's
-    Hessian factor ``chol0``); optionally its implicit-function d theta / d r."""
+def _boot_chunk(cfg: _Config, cells, w_chunk, theta, h0_inv, q, sign, n_pairs, sensitivities):
+    """Refit a chunk of resamples (chord-Newton from the fitted theta with the fit's inverse
+    Hessian); optionally each one's implicit-function d theta / d r."""
+    th, done = _solve_chord(cfg, cells, w_chunk, theta, h0_inv)
+    if not sensitivities:
+        return th, done, jnp.zeros((th.shape[0], cfg.n, 1), theta.dtype)
 
-    def one(w):
-        th, done = _solve_chord(cfg, cells, w, theta, chol0)
-        if not sensitivities:
-            return th, done, jnp.zeros((cfg.n, 1), theta.dtype)
-        dth, _ = _dtheta(cfg, cells, w, th, q, sign, n_pairs, w.sum(1))
-        return th, done, dth[: cfg.n]
+    def one(w, t):
+        return _dtheta(cfg, cells, w, t, q, sign, n_pairs, w.sum(1))[0][: cfg.n]
 
-    return jax.vmap(one)(w_chunk)
+    return th, done, jax.vmap(one)(w_chunk, th)
 
 
 @partial(jax.jit, static_argnums=(0, 6, 7))
@@ -611,10 +610,10 @@ def _boot_one(cfg: _Config, cells, w, theta, q, sign, n_pairs, sensitivities):
 
 
 @partial(jax.jit, static_argnums=0)
-def _hessian_factor(cfg: _Config, cells, w, theta):
-    """Cholesky factor of the (masked) Hessian of F at the fit."""
+def _hessian_inverse(cfg: _Config, cells, w, theta):
+    """Inverse of the (masked) Hessian of F at the fit: the chord method's fixed step."""
     _, g, h, _ = _objective(cfg, cells, w, theta)
-    return jnp.linalg.cholesky(_masked(_free_mask(cfg), g, h)[1])
+    return jnp.linalg.inv(_masked(_free_mask(cfg), g, h)[1])
 
 
 def _progress_bar(total: int, enabled: bool):
@@ -641,12 +640,16 @@ def _bootstrap(fit, cfg, cells, w, theta, pairs, q, sign, n_boot, seed, level, s
     nq = pairs.shape[0]
     chunk = 32 if not sens else max(1, min(32, _BLOCK_ELEMENTS // max(n * n * nq, 1)))
     theta = jnp.asarray(theta)
-    chol0 = _hessian_factor(cfg, cells, w, theta)
+    h0_inv = _hessian_inverse(cfg, cells, w, theta)
     draws, d_draws, undone = [], [], 0
     bar = _progress_bar(n_boot, prog)
 
+    occurs = np.flatnonzero(probs > 0)  # dense layouts hold empty cells: skip them
+
     def draw():  # multinomial counts over (cell, outcome): resampled comparisons
-        return rng.multinomial(n_draw, probs, size=chunk).astype(np.float64)
+        counts = np.zeros((chunk, probs.size))
+        counts[:, occurs] = rng.multinomial(n_draw, probs[occurs], size=chunk)
+        return counts
 
     # The next chunk is drawn on a worker thread while JAX (which releases the GIL) refits
     # the current one; one generator, used in order, so the draws depend only on the seed.
@@ -658,7 +661,7 @@ def _bootstrap(fit, cfg, cells, w, theta, pairs, q, sign, n_boot, seed, level, s
         if start + chunk < n_boot:
             pending = pool.submit(draw)
         w_chunk = jnp.asarray(counts.reshape(chunk, *w_host.shape))
-        th, done, dth = _boot_chunk(cfg, cells, w_chunk, theta, chol0, q, sign, nq, sens)
+        th, done, dth = _boot_chunk(cfg, cells, w_chunk, theta, h0_inv, q, sign, nq, sens)
         th, done, dth = np.array(th), np.array(done), np.array(dth)
         for b in np.flatnonzero(~done[:m]):  # rare: refit by damped Newton
             th[b], done[b], dth[b] = _boot_one(cfg, cells, w_chunk[b], theta, q, sign, nq, sens)

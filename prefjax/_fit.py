@@ -277,7 +277,11 @@ def _spread(cells: _Cells, n: int, g_loc):
 
 def _local_z(cfg: _Config, cells: _Cells, theta):
     n = cfg.n
-    x = theta[cells.a] - theta[cells.b] + theta[n] * cells.pos
+    if cells.grid is None:  # dense layout: x = s_a - s_b as an outer difference, no gather
+        s = theta[:n]
+        x = (s[:, None] - s[None, :]).reshape(-1) + theta[n] * cells.pos
+    else:
+        x = theta[cells.a] - theta[cells.b] + theta[n] * cells.pos
     if _n_local(cfg) == 1:
         return x[:, None]
     return jnp.stack([x, jnp.broadcast_to(theta[n + 1], x.shape)], -1)
@@ -305,8 +309,10 @@ def _objective(cfg: _Config, cells: _Cells, w, theta):
     n = cfg.n
     lp, d1, d2 = _local_derivatives(cfg, _local_z(cfg, cells, theta))
     f = -jnp.sum(w * lp)
-    g = -_spread(cells, n, jnp.einsum("co,cok->ck", w, d1))
-    h = -_assemble(cells, n, jnp.einsum("co,cokl->ckl", w, d2))
+    # Weighted sums over the 3 outcomes as fused elementwise sums (an einsum over these
+    # tiny axes lowers to a slow small-matrix product on CPU).
+    g = -_spread(cells, n, jnp.sum(w[:, :, None] * d1, axis=1))
+    h = -_assemble(cells, n, jnp.sum(w[:, :, None, None] * d2, axis=1))
     if cfg.prior_precision > 0:
         pen, c = _prior_penalty(cfg, theta)
         f = f + pen
@@ -319,35 +325,42 @@ def _objective(cfg: _Config, cells: _Cells, w, theta):
 def _gradient(cfg: _Config, cells: _Cells, w, theta):
     """grad F alone (first-order forward mode: a third of the objective's work)."""
     _, d1, _ = _local_derivatives(cfg, _local_z(cfg, cells, theta), order=1)
-    g = -_spread(cells, cfg.n, jnp.einsum("co,cok->ck", w, d1))
+    g = -_spread(cells, cfg.n, jnp.sum(w[:, :, None] * d1, axis=1))
     if cfg.prior_precision > 0:
         g = g.at[: cfg.n].add(cfg.prior_precision * _prior_penalty(cfg, theta)[1])
     return g
 
 
-def _solve_chord(cfg: _Config, cells: _Cells, w, theta0, chol0):
-    """Newton's chord method: theta <- theta - H0^-1 grad F(theta), H0 fixed (its Cholesky
-    factor ``chol0``), for data close to the data H0 came from (bootstrap resamples).
+def _solve_chord(cfg: _Config, cells: _Cells, ws, theta0, h0_inv):
+    """Newton's chord method for a batch of data sets ws (B, C, 3) close to the one the fit
+    came from (bootstrap resamples): theta_b <- theta_b - H0^-1 grad F_b(theta_b), with the
+    fit's Hessian H0 fixed (``h0_inv``, its inverse; fixed parameters masked).
 
-    Converges linearly at the rate ||I - H0^-1 H||, a few percent for a resample of a large
-    data set; each step costs one gradient, no Hessian and no factorisation. Returns
-    (theta, converged): the caller refits by :func:`_solve` where it did not converge.
+    Converges linearly at the rate ||I - H0^-1 H_b||, a few percent for a resample of a large
+    data set; each step costs one gradient per resample and one (B, P) x (P, P) product: no
+    Hessian, no factorisation. Returns (thetas, converged); the caller refits by
+    :func:`_solve` where a resample did not converge.
     """
     free = _free_mask(cfg)
+    grads = jax.vmap(lambda w, t: _gradient(cfg, cells, w, t))
+    thetas = jnp.broadcast_to(theta0, (ws.shape[0], theta0.shape[0]))
 
     def cond(state):
         _, it, done = state
-        return (~done) & (it < CHORD_MAX_ITER)
+        return (~jnp.all(done)) & (it < CHORD_MAX_ITER)
 
     def body(state):
-        theta, it, _ = state
-        g = jnp.where(free, _gradient(cfg, cells, w, theta), 0.0)
-        step = jnp.where(free, -jax.scipy.linalg.cho_solve((chol0, True), g), 0.0)
-        small = jnp.max(jnp.abs(step)) <= cfg.xtol * (1.0 + jnp.max(jnp.abs(theta)))
-        return theta + step, it + 1, small | ~jnp.all(jnp.isfinite(step))
+        th, it, done = state
+        g = jnp.where(free, grads(ws, th), 0.0)
+        step = jnp.where(free & ~done[:, None], -(g @ h0_inv), 0.0)  # converged: stay
+        finite = jnp.all(jnp.isfinite(step), axis=1)
+        step = jnp.where(finite[:, None], step, 0.0)
+        small = jnp.max(jnp.abs(step), 1) <= cfg.xtol * (1.0 + jnp.max(jnp.abs(th), 1))
+        return th + step, it + 1, done | (small & finite) | ~finite
 
-    theta, _, done = jax.lax.while_loop(cond, body, (theta0, 0, jnp.asarray(False)))
-    return theta, done & jnp.all(jnp.isfinite(theta))
+    th, _, done = jax.lax.while_loop(cond, body, (thetas, 0, jnp.zeros(ws.shape[0], bool)))
+    finite = jnp.all(jnp.isfinite(grads(ws, th)), axis=1)
+    return th, done & finite & jnp.all(jnp.isfinite(th), axis=1)
 
 
 def _masked(free, g, h):
