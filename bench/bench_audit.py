@@ -64,6 +64,21 @@ def best(fn, repeats):
     return _t(min(walls), min(cpus)), out
 
 
+def race(fns, repeats):
+    """Time several functions in turns (one call each per round, after a warm-up round), so
+    that a burst of load on a shared machine hits all of them alike; min over rounds."""
+    outs = [fn() for fn in fns]
+    walls = [[] for _ in fns]
+    cpus = [[] for _ in fns]
+    for _ in range(repeats):
+        for k, fn in enumerate(fns):
+            t0, c0 = time.perf_counter(), time.process_time()
+            outs[k] = fn()
+            walls[k].append(time.perf_counter() - t0)
+            cpus[k].append(time.process_time() - c0)
+    return [(_t(min(w), min(c)), o) for w, c, o in zip(walls, cpus, outs, strict=True)]
+
+
 def once(fn):
     t0, c0 = time.perf_counter(), time.process_time()
     out = fn()
@@ -185,10 +200,15 @@ def section(name, data, args, peers_bootstrap):
     _, _, _, _, ties = data.pair_table()
     no_ties = data._with_counts(data.wins_first, data.wins_second, 0 * data.ties)
 
-    t_ours, f = best(lambda: prefjax.fit(data), args.repeats)
-    t_ak, s_ak = best(lambda: arenakit_fit(counts), args.repeats)
-    t_fc, s_fc = best(lambda: fastchat_fit(n, k, l_, wk, wl), args.repeats)
-    t_drop, f_drop = best(lambda: prefjax.fit(data, ties="drop"), args.repeats)
+    (t_ours, f), (t_ak, s_ak), (t_fc, s_fc), (t_drop, f_drop) = race(
+        [
+            lambda: prefjax.fit(data),
+            lambda: arenakit_fit(counts),
+            lambda: fastchat_fit(n, k, l_, wk, wl),
+            lambda: prefjax.fit(data, ties="drop"),
+        ],
+        args.repeats,
+    )
     pairs = choix_pairs(no_ties)
     big = len(pairs) > 100_000  # choix loops over pairs in Python: one timed call, no warm-up
     timer = once if big else (lambda fn: best(fn, args.repeats))
@@ -232,26 +252,37 @@ def section(name, data, args, peers_bootstrap):
 
     rounds = args.rounds
     prefjax.audit(f, bootstrap=64, bootstrap_sensitivities=False)  # compile
-    t_boot, ab = once(lambda: prefjax.audit(f, bootstrap=rounds, bootstrap_sensitivities=False))
-    boot_wall, boot_cpu = t_boot - t_audit, t_boot.cpu - t_audit.cpu
-    print(f"prefjax.audit(bootstrap={rounds}): {t_boot:.2f} s wall ({t_boot.cpu:.2f} s CPU), "
-          f"of which the {rounds} rounds {boot_wall:.2f} s wall ({boot_cpu:.2f} s CPU)")  # fmt: skip
+    # The rounds in 4 seeded segments, prefjax and the peers in turns (load bursts hit both).
+    seg = [rounds // 4 + (k < rounds % 4) for k in range(4)]
+    fit_fn = lambda c: __import__("arenakit").fit_bt(c, ties="half", prior=0.0)  # noqa: E731
+    t_b = t_akb = t_fcb = _t(0.0, 0.0)
+    ours_d, ak_d, fc_d = [], [], []
+    for r, m in enumerate(seg):
+        t, ab = once(lambda m=m, r=r: prefjax.audit(
+            f, bootstrap=m, seed=r, bootstrap_sensitivities=False))  # fmt: skip
+        t_b = _t(t_b + t - t_audit, t_b.cpu + t.cpu - t_audit.cpu)
+        ours_d.append(ab.bootstrap.scores)
+        if peers_bootstrap:
+            t, bk = once(lambda m=m, r=r: ak_bootstrap(arena, fit=fit_fn, n_resamples=m, seed=r))
+            t_akb = _t(t_akb + t, t_akb.cpu + t.cpu)
+            ak_d.append(bk.scores - bk.scores.mean(1, keepdims=True))
+            t, bf = once(lambda m=m, r=r: fastchat_bootstrap(n, k, l_, wk, wl, ties, m, seed=r))
+            t_fcb = _t(t_fcb + t, t_fcb.cpu + t.cpu)
+            fc_d.append(bf)
+    print(f"prefjax.audit(bootstrap={rounds}), the rounds alone (the audit's own "
+          f"{t_audit:.2f} s subtracted): {t_b:.2f} s wall ({t_b.cpu:.2f} s CPU)")  # fmt: skip
     if peers_bootstrap:
-        fit_fn = lambda c: __import__("arenakit").fit_bt(c, ties="half", prior=0.0)  # noqa: E731
-        t_akb, bk = once(lambda: ak_bootstrap(arena, fit=fit_fn, n_resamples=rounds, seed=0))
-        t_fcb, bf = once(lambda: fastchat_bootstrap(n, k, l_, wk, wl, ties, rounds))
-        sd_b = ab.bootstrap.scores.std(0)
-        ours = np.percentile(ab.bootstrap.scores, [2.5, 97.5], axis=0)
-        theirs = np.percentile(bk.scores - bk.scores.mean(1, keepdims=True), [2.5, 97.5], 0)
-        fc = np.percentile(bf, [2.5, 97.5], axis=0)
-        gap_ak = np.abs(ours - theirs) / sd_b
-        gap_fc = np.abs(ours - fc) / sd_b
+        ours_s = np.concatenate(ours_d)
+        sd_b = ours_s.std(0)
+        ours = np.percentile(ours_s, [2.5, 97.5], axis=0)
+        gap_ak = np.abs(ours - np.percentile(np.concatenate(ak_d), [2.5, 97.5], 0)) / sd_b
+        gap_fc = np.abs(ours - np.percentile(np.concatenate(fc_d), [2.5, 97.5], 0)) / sd_b
         print(f"arenakit.bootstrap({rounds}): {t_akb:.2f} s wall ({t_akb.cpu:.2f} s CPU) -> "
-              f"ratio {t_akb / boot_wall:.1f}x wall, {t_akb.cpu / boot_cpu:.1f}x CPU (target >= "
-              f"10; whole audit included: {t_akb / t_boot:.1f}x); 95% interval endpoints differ "
-              f"by median {np.median(gap_ak):.3f}, max {gap_ak.max():.3f} bootstrap SD")  # fmt: skip
-        print(f"FastChat-style bootstrap({rounds}): {t_fcb:.2f} s wall ({t_fcb.cpu:.2f} s CPU) -> "
-              f"ratio {t_fcb / boot_wall:.1f}x wall; endpoints differ by median "
+              f"ratio {t_akb / t_b:.1f}x wall, {t_akb.cpu / t_b.cpu:.1f}x CPU (target >= 10); "
+              f"95% interval endpoints differ by median {np.median(gap_ak):.3f}, max "
+              f"{gap_ak.max():.3f} bootstrap SD")  # fmt: skip
+        print(f"FastChat-style bootstrap({rounds}): {t_fcb:.2f} s wall ({t_fcb.cpu:.2f} s CPU) "
+              f"-> ratio {t_fcb / t_b:.1f}x wall; endpoints differ by median "
               f"{np.median(gap_fc):.3f}, max {gap_fc.max():.3f} SD")  # fmt: skip
     if n <= 50:
         t_sb, _ = once(lambda: prefjax.audit(f, bootstrap=rounds, bootstrap_sensitivities=True))
@@ -262,7 +293,7 @@ def section(name, data, args, peers_bootstrap):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=1000)
     parser.add_argument("--items", type=int, default=200)
     parser.add_argument("--battles", type=int, default=2_000_000)

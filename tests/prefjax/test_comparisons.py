@@ -133,3 +133,13 @@ def test_file_errors_name_the_line(tmp_path):
         Comparisons.read(path)
     with pytest.raises(ValueError, match=r"unknown example data set 'nope'"):
         prefjax.example_data("nope")
+
+
+def test_audit_names_are_public():
+    import prefjax.plot
+
+    for name in ["Comparisons", "example_data", "fit", "Fit", "ConvergenceWarning", "audit",
+                 "Audit", "AuditBootstrap"]:  # fmt: skip
+        assert name in prefjax.__all__ and getattr(prefjax, name) is not None
+    assert "audit_heatmap" in prefjax.plot.__all__
+    assert set(prefjax.Fit._fields) >= {"items", "scores", "cov", "position", "converged"}
