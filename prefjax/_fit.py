@@ -689,22 +689,14 @@ def _initial_theta(n, w):
     return theta0
 
 
-def _identify(n, ref_index):
-    """The map T from the solver's parameters (internal reference at 0) to the reported ones."""
-    if ref_index is not None:
-        return None
-    return np.eye(n) - np.full((n, n), 1.0 / n)  # scores sum to 0
-
-
 def _make_fit(data, cfg, theta, inv, sandwich, loglik, it, done, ref_index, prior) -> Fit:
     n = cfg.n
-    t = np.eye(n + 2)
-    center = _identify(n, ref_index)
-    if center is not None:
-        t[:n, :n] = center
-    scores = t[:n] @ theta
-    full = t @ inv @ t.T
-    sand = t @ sandwich @ t.T
+    scores, full, sand = theta[:n].copy(), np.array(inv), np.array(sandwich)
+    if ref_index is None:  # scores sum to 0: T = I - 11^T/n on the score block of T C T^T
+        scores -= scores.mean()
+        for c in (full, sand):  # centring by means: O(n^2), no matrix product
+            c[:n] -= c[:n].mean(0)
+            c[:, :n] -= c[:, :n].mean(1, keepdims=True)
     keep = [*range(n)] + ([n] if cfg.position else []) + ([n + 1] if cfg.ties == "davidson" else [])
     converged = bool(done)
     if not converged:
