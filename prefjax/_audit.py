@@ -546,8 +546,10 @@ def audit(
     if bootstrap:
         if bootstrap_sensitivities is None:
             bootstrap_sensitivities = n <= 50
+        # The bootstrap's layout: dense data as the whole n x n grid (see _padded_cells).
+        _, cells_b, w_b, _, q_b, sign_b, _ = _jacobian_inputs(fit, pairs, dense=True)
         boot = _bootstrap(
-            fit, cfg, cells, w, theta, pairs, q, sign, int(bootstrap), int(seed), level,
+            fit, cfg, cells_b, w_b, theta, pairs, q_b, sign_b, int(bootstrap), int(seed), level,
             bool(bootstrap_sensitivities), threshold, progress,
         )  # fmt: skip
 
@@ -567,10 +569,10 @@ def audit(
     )  # fmt: skip
 
 
-def _jacobian_inputs(fit: Fit, pairs):
+def _jacobian_inputs(fit: Fit, pairs, dense: bool = False):
     cfg, _, _, theta = _fit_config(fit)
     a, b, pos, w = _prepare_cells(fit.data, cfg.position, fit.ties)
-    cells, w_pad, slot = _padded_cells(a, b, pos, w, cfg.n)
+    cells, w_pad, slot = _padded_cells(a, b, pos, w, cfg.n, dense)
     q, sign = _pair_index(a, b, pairs, cfg.n)
     size = cells.a.shape[0]
 
@@ -712,7 +714,7 @@ def _resampled_local_m(fit, g, wb):
     """Lemma 1's local M on one resample's observed rates."""
     n = len(fit.items)
     a, b, pos, w = _prepare_cells(fit.data, fit.position is not None, fit.ties)
-    wb = wb[_padded_cells(a, b, pos, w, n)[2]]  # the resample's counts of the real cells
+    wb = wb[_padded_cells(a, b, pos, w, n, True)[2]]  # the resample's counts of the cells
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     k_wins = np.where(a == lo, wb[:, 0], wb[:, 1]) + 0.5 * wb[:, 2]
     tot = wb.sum(1)
