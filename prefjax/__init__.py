@@ -19,6 +19,14 @@ from ._assumptions import AssumptionCheck as AssumptionCheck
 from ._assumptions import AssumptionError as AssumptionError
 from ._assumptions import AssumptionReport as AssumptionReport
 from ._assumptions import check_assumptions as check_assumptions
+from ._audit import Audit as Audit
+from ._audit import AuditBootstrap as AuditBootstrap
+from ._audit import audit as audit
+from ._comparisons import Comparisons as Comparisons
+from ._comparisons import example_data as example_data
+from ._fit import ConvergenceWarning as ConvergenceWarning
+from ._fit import Fit as Fit
+from ._fit import fit as fit
 from ._links import LINKS as LINKS
 from ._links import Link as Link
 from ._links import cauchit as cauchit
@@ -49,6 +57,11 @@ __all__ = [
     "AssumptionCheck",
     "AssumptionError",
     "AssumptionReport",
+    "Audit",
+    "AuditBootstrap",
+    "Comparisons",
+    "ConvergenceWarning",
+    "Fit",
     "LINKS",
     "Link",
     "PrecisionWarning",
@@ -56,10 +69,13 @@ __all__ = [
     "ScoreSensitivity",
     "Sensitivity",
     "Theorem1Witness",
+    "audit",
     "bradley_terry",
     "cauchit",
     "check_assumptions",
     "compose",
+    "example_data",
+    "fit",
     "get_link",
     "is_m_sensitive",
     "link",

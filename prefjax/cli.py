@@ -1,9 +1,12 @@
-"""The ``prefjax`` command. ``prefjax reproduce --out report/`` rebuilds the reproduction report."""
+"""The ``prefjax`` command. ``prefjax reproduce --out report/`` rebuilds the reproduction report;
+``prefjax audit DATA --out DIR`` audits comparison data."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+from . import _audit_report
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     rep.add_argument("--model", default="smollm2", help="model for the sweep (default: smollm2)")
     rep.add_argument("--quiet", action="store_true", help="no progress output")
+    _audit_report.add_parser(sub)
     return parser
 
 
@@ -41,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.quiet,
         )  # fmt: skip
         return 0 if summary["claims"] else 1
+    if args.command == "audit":
+        return _audit_report.run(args)
     return 2
 
 

@@ -17,10 +17,11 @@ from . import _validate as vd
 from . import bradley_terry as bt
 from . import plackett_luce as pl
 from . import score_view as sv
+from ._audit_plot import audit_heatmap as audit_heatmap
 from ._links import as_link
 from ._sensitivity import sensitivity_kernel
 
-__all__ = ["area_vs_k", "pl_regions", "sensitive_regions"]
+__all__ = ["area_vs_k", "audit_heatmap", "pl_regions", "sensitive_regions"]
 
 FIG2_MS = (1.01, 2.0, 3.0, 5.0, 10.0)  # the thresholds of Figure 1, reused by Figure 2
 
