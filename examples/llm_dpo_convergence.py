@@ -143,7 +143,12 @@ def main() -> None:
                 fh.writelines(json.dumps(r) + "\n" for r in new)
             records += new
             last = new[-1]
-            cover = {p: last[p]["moved"] / last[p]["target"] for p in PAIRS if last[p]["target"]}
+            # (a target of ~0, e.g. p23 at q23 = 1/2, has no fraction to cover)
+            cover = {
+                p: last[p]["moved"] / last[p]["target"]
+                for p in PAIRS
+                if abs(last[p]["target"]) > 1e-6
+            }
             print(
                 f"beta={beta:g} p23={p23:g}: after {last['step']} steps the model covered "
                 + ", ".join(f"{p} {c:.2f}" for p, c in cover.items())
