@@ -10,6 +10,9 @@ STAMP      := $(VENV)/.installed
 PYTEST_ARGS ?=
 REPRODUCE_ARGS ?=
 OUT        ?= report
+# OpenMP threads that sleep instead of spinning while they wait: on a machine whose cores are
+# shared (two processes, a test suite beside a sweep), spinning threads made a DPO step 10x slower.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: setup test test-fast lint reproduce docs bench clean
 

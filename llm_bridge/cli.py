@@ -25,6 +25,10 @@ import os
 import sys
 import time
 
+# Before torch loads OpenMP: idle threads sleep rather than spin. On a machine whose cores other
+# work shares, spinning threads made a DPO step of SmolLM2 ten times slower (docs/llm_training.md).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from . import __version__
 from ._config import add_arguments, given
 from .probe import METHODS as PROBE_METHODS
