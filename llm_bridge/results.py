@@ -317,12 +317,19 @@ def locked(out: str | os.PathLike) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+CLAIM_TRIES = 10
+"""A claim that is taken is tried again this often, 50 ms apart, before the run counts as held:
+a reader asking ``is_claimed`` holds the lock for microseconds, a worker for the whole run."""
+
+
 @contextlib.contextmanager
 def claim(out: str | os.PathLike, run_id: str) -> Iterator[bool]:
     """Try to claim ``run_id`` for this process: yields True when it is ours for the block,
     False when another process (another sweep over the same directory, another worker) holds
     it. The claim is an advisory lock on ``runs/<run_id>/.claim``, released when the block ends
-    or the process dies (also by SIGKILL), so a dead worker never leaves a run blocked."""
+    or the process dies (also by SIGKILL), so a dead worker never leaves a run blocked. (On NFS
+    Linux emulates it with a POSIX lock, which holds across nodes; Lustre needs its ``flock``
+    mount option.)"""
     path = run_dir(out, run_id) / CLAIM
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as fh:
@@ -331,9 +338,13 @@ def claim(out: str | os.PathLike, run_id: str) -> Iterator[bool]:
         except ImportError:
             yield True
             return
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        for _ in range(CLAIM_TRIES):
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                time.sleep(0.05)
+        else:
             yield False
             return
         try:
@@ -347,9 +358,25 @@ def claim(out: str | os.PathLike, run_id: str) -> Iterator[bool]:
 
 
 def is_claimed(out: str | os.PathLike, run_id: str) -> bool:
-    """Whether some process holds ``run_id``'s claim now (it is running)."""
-    with claim(out, run_id) as mine:
-        return not mine
+    """Whether some process holds ``run_id``'s claim now (it is running). Only looks: a shared
+    lock for an instant, nothing written, so a worker claiming the run meanwhile still gets it
+    (``CLAIM_TRIES``)."""
+    path = run_dir(out, run_id) / CLAIM
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        fh = open(path)
+    except FileNotFoundError:
+        return False
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
 
 
 def record_failure(out: str | os.PathLike, run_id: str, error: BaseException) -> int:
@@ -451,7 +478,7 @@ def status(
     for run_id in run_ids:
         if (run_dir(out, run_id) / RECORD).is_file():
             found["done"].append(run_id)
-        elif (run_dir(out, run_id) / CLAIM).is_file() and is_claimed(out, run_id):
+        elif is_claimed(out, run_id):
             found["running"].append(run_id)
         elif (n := len(failures(out, run_id))) >= limit:
             found["given_up"].append(run_id)
