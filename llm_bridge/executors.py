@@ -273,12 +273,15 @@ class RayExecutor:
                 ray.shutdown()
 
     def _check_resources(self) -> None:
-        have = self.ray.cluster_resources()
+        """Refuse a run no node can hold (Ray would wait for it forever)."""
+        nodes = [n["Resources"] for n in self.ray.nodes() if n.get("Alive")]
         for name, want in (("CPU", self.config.threads), ("GPU", self.config.gpus_per_run)):
-            if want > have.get(name, 0):
+            most = max((node.get(name, 0) for node in nodes), default=0)
+            if want > most:
                 raise ValueError(
-                    f"a run asks for {want} {name}s but the Ray cluster has {have.get(name, 0):g}; "
-                    f"lower --{name.lower()}s-per-run or join a larger cluster (--ray-address)"
+                    f"a run asks for {want} {name}s but no node of the Ray cluster has more "
+                    f"than {most:g}; lower --{name.lower()}s-per-run or join another cluster "
+                    "(--ray-address)"
                 )
 
 

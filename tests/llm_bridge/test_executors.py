@@ -155,13 +155,17 @@ def test_a_missing_extra_names_the_install_command(monkeypatch, tmp_path):
 
 
 def test_ray_refuses_a_run_larger_than_the_cluster():
-    class Ray:
-        def cluster_resources(self):
-            return {"CPU": 16.0}
+    class Ray:  # two nodes of one GPU each (and a dead one with eight)
+        def nodes(self):
+            one = {"Alive": True, "Resources": {"CPU": 16.0, "GPU": 1.0}}
+            return [one, one, {"Alive": False, "Resources": {"CPU": 64.0, "GPU": 8.0}}]
 
     ray = executors.RayExecutor.__new__(executors.RayExecutor)
-    ray.config, ray.ray = ExecutorConfig(executor="ray", gpus_per_run=1), Ray()
-    with pytest.raises(ValueError, match="asks for 1 GPUs but the Ray cluster has 0"):
+    ray.ray = Ray()
+    ray.config = ExecutorConfig(executor="ray", gpus_per_run=1, cpus_per_run=16)
+    ray._check_resources()
+    ray.config = ExecutorConfig(executor="ray", gpus_per_run=2)
+    with pytest.raises(ValueError, match="asks for 2 GPUs but no node .* has more than 1"):
         ray._check_resources()
 
 
