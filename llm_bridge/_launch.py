@@ -1,9 +1,10 @@
 """One sweep run trained by N data-parallel processes, one per GPU.
 
 ``train_in_processes(config, spec, processes)`` writes what the run needs to
-``runs/<run_id>/launch.json`` and starts::
+``runs/<run_id>/launch.json`` and starts ``python -m llm_bridge._launch --torchrun FILE``, which
+runs torchrun in-process as::
 
-    python -m torch.distributed.run --standalone --nproc-per-node N -m llm_bridge._launch FILE
+    torchrun --standalone --nproc-per-node N -m llm_bridge._launch FILE
 
 (torchrun: the launcher ``accelerate launch --multi_gpu`` runs; ``--standalone`` picks a free
 port, so several runs on one node do not collide, and it also starts N CPU processes, where
@@ -11,12 +12,18 @@ port, so several runs on one node do not collide, and it also starts N CPU proce
 ``train_dpo`` splits each batch over them, and only the main process writes the run directory.
 The caller then loads the finished training (``train_dpo`` on a finished run directory loads
 it) and probes it in one process. The processes' output goes to ``runs/<run_id>/launch.log``.
+
+The launcher and the N processes die with their parent (Linux ``PR_SET_PDEATHSIG``): when the
+attempt that started them is killed (a Ray worker, a Slurm job), no orphan trains on beside the
+attempt that takes the run over.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -40,16 +47,7 @@ def train_in_processes(config, spec, processes: int) -> None:
         root / "launch.json",
         {"config": to_jsonable(config), "spec": spec._asdict(), "threads": torch.get_num_threads()},
     )
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc-per-node={processes}",
-        "-m",
-        "llm_bridge._launch",
-        str(task),
-    ]
+    command = [sys.executable, "-m", "llm_bridge._launch", "--torchrun", str(processes), str(task)]
     log = root / "launch.log"
     with open(log, "w", encoding="utf-8") as fh:
         done = subprocess.run(command, stdout=fh, stderr=subprocess.STDOUT, check=False)
@@ -61,13 +59,32 @@ def train_in_processes(config, spec, processes: int) -> None:
         )
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (elsewhere: nothing)."""
+    if sys.platform.startswith("linux"):
+        parent = os.getppid()
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # it died before we asked
+            os._exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """One of the N processes: train the run described in the file ``argv[0]``."""
+    """``--torchrun N FILE``: start the N processes; ``FILE``: be one of them, training the run
+    that FILE describes."""
+    argv = sys.argv[1:] if argv is None else argv
+    _die_with_parent()
+    if argv[0] == "--torchrun":
+        from torch.distributed.run import main as torchrun
+
+        processes, path = argv[1:]
+        torchrun(["--standalone", f"--nproc-per-node={processes}", "-m", "llm_bridge._launch", path])
+        return 0
+
     import torch
 
     from .sweep import RunSpec, SweepConfig, train_run
 
-    (path,) = sys.argv[1:] if argv is None else argv
+    (path,) = argv
     task = json.loads(Path(path).read_text(encoding="utf-8"))
     torch.set_num_threads(task["threads"])
     spec = RunSpec(**{**task["spec"], "order": tuple(task["spec"]["order"])})
