@@ -298,7 +298,10 @@ def test_slurm_through_submitit_local_jobs_requeues_a_preempted_job(local, tmp_p
 
 @pytest.mark.slow
 def test_two_sweeps_over_one_directory_do_each_run_once(local, tmp_path):
-    grid = {**GRID, "seeds": 1}  # two runs, two sweeps started together: they meet on each
+    # A sweep in another process takes the first run; this one starts while it runs.
+    grid = {**GRID, "seeds": 1}
+    config = SweepConfig(out=str(tmp_path), **grid)
+    first, second = (r.run_id for r in config.runs())
     script = textwrap.dedent(
         f"""
         import json
@@ -312,16 +315,19 @@ def test_two_sweeps_over_one_directory_do_each_run_once(local, tmp_path):
         print(json.dumps({{"done": result.done, "failed": list(result.failed)}}))
         """
     )
-    sweeps = [
-        subprocess.Popen([sys.executable, "-c", script], env=ENV, stdout=subprocess.PIPE, text=True)
-        for _ in range(2)
-    ]
-    reports = [json.loads(p.communicate()[0].splitlines()[-1]) for p in sweeps]
-    assert all(p.returncode == 0 for p in sweeps)
-    done = reports[0]["done"] + reports[1]["done"]
-    config = SweepConfig(out=str(tmp_path), **grid)
-    assert sorted(done) == sorted(r.run_id for r in config.runs())  # each run by one of them
-    assert not reports[0]["failed"] and not reports[1]["failed"]
+    other = subprocess.Popen(
+        [sys.executable, "-c", script], env=ENV, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.time() + 120
+        while not is_claimed(tmp_path, first) and other.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        here = run_sweep(config, executor=ExecutorConfig(cpus_per_run=THREADS), progress=False)
+    finally:
+        report = json.loads(other.communicate(timeout=300)[0].splitlines()[-1])
+    assert other.returncode == 0 and not report["failed"] and not here.failed
+    assert here.busy == [first] and here.done == [second]  # it left the held run to the other
+    assert report["done"] == [first]  # which did that one only
     assert_each_run_once(tmp_path, config)
     assert_same_results(tmp_path, local, config)
 
