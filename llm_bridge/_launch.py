@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         from torch.distributed.run import main as torchrun
 
         processes, path = argv[1:]
-        torchrun(["--standalone", f"--nproc-per-node={processes}", "-m", "llm_bridge._launch", path])
+        torchrun(
+            ["--standalone", f"--nproc-per-node={processes}", "-m", "llm_bridge._launch", path]
+        )
         return 0
 
     import torch

@@ -13,9 +13,10 @@ executor or on the order the runs finished.
 
 Resources, the same flags for every executor:
 
-* ``cpus_per_run``: the cores a run gets and the torch threads it computes with. CPU results
-  are the same bits only for the same thread count, so give every executor the same value when
-  comparing their results (none: local keeps this process's setting, Ray and Slurm use 1).
+* ``cpus_per_run``: the cores a run gets and the torch threads it computes with. A CPU
+  reduction split over another number of threads may round differently, so give every executor
+  the same value when comparing their results (none: local keeps this process's setting, Ray
+  and Slurm use 1).
 * ``gpus_per_run``: GPUs per Ray task or Slurm job. With N > 1 a run trains in N data-parallel
   processes (``_launch``: one per GPU) and is probed in one; ``train_dpo`` splits each batch
   over them, so the run learns the same as on one GPU.

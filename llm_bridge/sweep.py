@@ -523,9 +523,10 @@ def attempt(
     traceback) and left for the next invocation to retry; KeyboardInterrupt and SystemExit
     propagate.
 
-    ``threads``: the torch threads the run computes with (none: leave this process's setting).
-    CPU results are the same bits only for the same thread count, so every executor sets it
-    from ``--cpus-per-run``. ``processes``: data-parallel training processes (``run_one``).
+    ``threads``: the torch threads the run computes with (none: leave this process's setting);
+    a CPU reduction split over another number of threads may round differently, so every
+    executor sets it from ``--cpus-per-run``. ``processes``: data-parallel training processes
+    (``run_one``).
     """
     out = Path(config.out)
     with _torch_threads(threads), store.claim(out, spec.run_id) as mine:
