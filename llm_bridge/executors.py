@@ -83,9 +83,9 @@ class ExecutorConfig:
     cpus_per_run: int | None = field(
         default=None,
         metadata={
-            "help": "CPU cores per run, also the torch threads it computes with (the same value "
-            "gives the same floats on every executor); none: local keeps this process's "
-            "threads, ray and slurm use 1"
+            "help": "CPU cores per run, also the torch threads it computes with (give every "
+            "executor the same value to compare their floats); none: local keeps this "
+            "process's threads, ray and slurm use 1"
         },
     )
     ray_address: str | None = field(
