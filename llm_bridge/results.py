@@ -13,6 +13,11 @@ both in one canonical order (order, then p23, then seed), so they are the same b
 executor ran the runs and in whatever order, up to the ``timing`` fields. Readers call
 ``read_rows(out)``, which reads the records themselves.
 
+``out/grid.json`` lists every run a sweep over ``out`` was asked to do (``record_grid``), so that
+``status(out)`` (``llm-bridge status DIR``) can tell, from the files alone and while the sweep
+runs elsewhere, which runs are done, running (claimed by a live process), failed (to be
+retried), given up, or pending.
+
 A ``RunRow`` holds what a run learned: for each probe method the three ``ProbeResult`` s (p12,
 p23, p13, each with its log-odds), the realised dataset proportions, and a training summary.
 ``convert``, ``report``, ``plot`` and the CLI read rows through its attributes, never through
@@ -32,9 +37,9 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from ._io import atomic_write
+from ._io import atomic_write, write_json
 from .probe import ProbeResult
 
 __all__ = [
@@ -42,12 +47,16 @@ __all__ = [
     "DatasetCounts",
     "RunRow",
     "TrainSummary",
+    "SweepStatus",
     "claim",
     "failures",
+    "is_claimed",
     "read_references",
     "read_rows",
     "rebuild",
     "record_failure",
+    "record_grid",
+    "status",
     "write_record",
     "write_reference",
 ]
@@ -57,6 +66,8 @@ RESULTS_CSV = "results.csv"
 SETTINGS = "sweep.json"
 RECORD = "result.json"
 FAILURES = "failures.jsonl"
+GRID = "grid.json"
+CLAIM = ".claim"
 RUNS = "runs"
 PAIRS = ("p12", "p23", "p13")
 """The three preferences probed per run: P(o1 > o2), P(o2 > o3), P(o1 > o3)."""
@@ -306,13 +317,20 @@ def locked(out: str | os.PathLike) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+CLAIM_TRIES = 10
+"""A claim that is taken is tried again this often, 50 ms apart, before the run counts as held:
+a reader asking ``is_claimed`` holds the lock for microseconds, a worker for the whole run."""
+
+
 @contextlib.contextmanager
 def claim(out: str | os.PathLike, run_id: str) -> Iterator[bool]:
     """Try to claim ``run_id`` for this process: yields True when it is ours for the block,
     False when another process (another sweep over the same directory, another worker) holds
     it. The claim is an advisory lock on ``runs/<run_id>/.claim``, released when the block ends
-    or the process dies (also by SIGKILL), so a dead worker never leaves a run blocked."""
-    path = run_dir(out, run_id) / ".claim"
+    or the process dies (also by SIGKILL), so a dead worker never leaves a run blocked. (On NFS
+    Linux emulates it with a POSIX lock, which holds across nodes; Lustre needs its ``flock``
+    mount option.)"""
+    path = run_dir(out, run_id) / CLAIM
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as fh:
         try:
@@ -320,9 +338,13 @@ def claim(out: str | os.PathLike, run_id: str) -> Iterator[bool]:
         except ImportError:
             yield True
             return
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        for _ in range(CLAIM_TRIES):
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                time.sleep(0.05)
+        else:
             yield False
             return
         try:
@@ -336,9 +358,25 @@ def claim(out: str | os.PathLike, run_id: str) -> Iterator[bool]:
 
 
 def is_claimed(out: str | os.PathLike, run_id: str) -> bool:
-    """Whether some process holds ``run_id``'s claim now (it is running)."""
-    with claim(out, run_id) as mine:
-        return not mine
+    """Whether some process holds ``run_id``'s claim now (it is running). Only looks: a shared
+    lock for an instant, nothing written, so a worker claiming the run meanwhile still gets it
+    (``CLAIM_TRIES``)."""
+    path = run_dir(out, run_id) / CLAIM
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        fh = open(path)
+    except FileNotFoundError:
+        return False
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
 
 
 def record_failure(out: str | os.PathLike, run_id: str, error: BaseException) -> int:
@@ -372,3 +410,86 @@ def failures(out: str | os.PathLike, run_id: str) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return found
+
+
+# --- the grid and its status ----------------------------------------------------------------
+
+
+def record_grid(out: str | os.PathLike, run_ids: Sequence[str], max_attempts: int) -> list[str]:
+    """Add ``run_ids`` to the runs ``out/grid.json`` lists (the union of every sweep asked of
+    ``out``, first asked first) and keep ``max_attempts``, under the directory's lock; returns
+    the whole list."""
+    out = Path(out)
+    with locked(out):
+        path = out / GRID
+        runs = json.loads(path.read_text(encoding="utf-8"))["runs"] if path.is_file() else []
+        known = set(runs)
+        runs += [r for r in dict.fromkeys(run_ids) if r not in known]
+        write_json(path, {"runs": runs, "max_attempts": max_attempts})
+    return runs
+
+
+class SweepStatus(NamedTuple):
+    """Where each run of a sweep stands, from the files in its directory (``status``)."""
+
+    done: list[str]  # its record is written
+    running: list[str]  # claimed by a live process now
+    failed: list[str]  # raised (or its worker died) fewer than max_attempts times: retried
+    given_up: list[str]  # failed max_attempts times: not retried
+    pending: list[str]  # not started yet (or interrupted without a failure: resumed)
+    max_attempts: int
+
+    @property
+    def total(self) -> int:
+        return sum(len(x) for x in self[:5])
+
+    def summary(self) -> str:
+        """One line: ``done 3, running 2, failed 1, given up 0, pending 4``."""
+        return (
+            f"done {len(self.done)}, running {len(self.running)}, failed {len(self.failed)}, "
+            f"given up {len(self.given_up)}, pending {len(self.pending)}"
+        )
+
+    def table(self) -> str:
+        """The counts as an aligned table, one state a line."""
+        lines = [
+            ("done", self.done),
+            ("running", self.running),
+            ("failed", self.failed),
+            ("given up", self.given_up),
+            ("pending", self.pending),
+        ]
+        width = len(str(self.total))
+        return "\n".join(f"  {name:<9}{len(ids):>{width}}" for name, ids in lines)
+
+
+def status(
+    out: str | os.PathLike, run_ids: Sequence[str] | None = None, max_attempts: int | None = None
+) -> SweepStatus:
+    """The state of each of ``run_ids`` (default: the runs in ``out/grid.json``) in ``out``:
+    done, running, failed, given up (``max_attempts`` failures; default: grid.json's) or
+    pending. Reads only files and locks, so it works while the sweep runs elsewhere."""
+    out = Path(out)
+    grid = json.loads((out / GRID).read_text(encoding="utf-8")) if (out / GRID).is_file() else {}
+    run_ids = list(grid.get("runs", [])) if run_ids is None else list(run_ids)
+    limit = max_attempts if max_attempts is not None else int(grid.get("max_attempts", 3))
+    found: dict[str, list[str]] = {k: [] for k in ("done", "running", "failed", "given_up")}
+    pending = []
+    for run_id in run_ids:
+        if (run_dir(out, run_id) / RECORD).is_file():
+            found["done"].append(run_id)
+        elif is_claimed(out, run_id):
+            found["running"].append(run_id)
+        elif (n := len(failures(out, run_id))) >= limit:
+            found["given_up"].append(run_id)
+        elif n:
+            found["failed"].append(run_id)
+        else:
+            pending.append(run_id)
+    return SweepStatus(**found, pending=pending, max_attempts=limit)
+
+
+def claimed_by(out: str | os.PathLike, run_id: str) -> str:
+    """What the run's claim file says: ``host pid start-time`` of the process that took it."""
+    path = run_dir(out, run_id) / CLAIM
+    return path.read_text(encoding="utf-8").strip() if path.is_file() else ""

@@ -7,6 +7,7 @@ the runs of the grid that are not finished yet:
     out/
       sweep.json       the settings shared by every run (model, dataset size, training, probes);
                        a rerun with other shared settings is refused, a changed grid is not
+      grid.json        every run asked of this directory (for ``llm-bridge status``)
       results.jsonl    one JSON object per finished run, rebuilt from the run records after
                        each run (``results.rebuild``), in canonical order
       results.csv      the same, flat (one line per run)
@@ -24,7 +25,10 @@ again from its saved model, and one that raised is retried (its traceback is kep
 does the runs k with k mod n = i (0 <= i < n) of the grid, for a job array.
 
 ``attempt(config, spec)`` is the unit of work: a pure function of the configuration, the grid
-point and the directory, which the executors (this process, Ray tasks, Slurm jobs) all run.
+point and the directory, which the executors (``executors.py``: this process, Ray tasks, Slurm
+jobs) all run. ``run_sweep(config, executor="ray")`` places the attempts with one of them; the
+driver here decides what is pending, rebuilds the results after each finished run and shows
+progress, whichever executor runs them.
 
 Presets (``PRESETS``): ``"quick"`` fits a laptop CPU and ``"paper"`` is Section 4 / Appendix C
 on a GPU (six orders x 21 p23 values x 3 seeds, the paper's training settings, 200 sampled
@@ -33,17 +37,18 @@ answers and the likelihood probe).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import __version__
 from . import results as store
@@ -51,6 +56,9 @@ from ._config import to_jsonable
 from ._io import write_json
 from .probe import METHODS as PROBE_METHODS
 from .results import RunRow
+
+if TYPE_CHECKING:
+    from .executors import ExecutorConfig
 
 __all__ = [
     "PRESETS",
@@ -195,8 +203,8 @@ class SweepConfig:
         from .train import preset as train_preset
 
         object.__setattr__(self, "order", tuple(self.order))
-        if isinstance(self.p23, str):
-            object.__setattr__(self, "p23", (self.p23,))
+        p23 = (self.p23,) if isinstance(self.p23, str) else tuple(self.p23)
+        object.__setattr__(self, "p23", p23)
         for p23 in parse_grid(self.p23):  # order, p12, n, and each dataset realisable
             DatasetConfig(order=self.order, p12=self.p12, p23=p23, n=self.n, exact=self.exact)
         if not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 1:
@@ -360,30 +368,56 @@ def check_settings(out: Path, settings: dict[str, Any]) -> None:
 # --- one run -----------------------------------------------------------------------------------
 
 
+def train_run(config: SweepConfig, spec: RunSpec):
+    """Train one grid point's model in its run directory (``train_dpo``; a finished training is
+    loaded, an interrupted one resumed); returns ``(TrainResult, tokenizer, dataset)``. Each of
+    N data-parallel processes runs this for the same run (``_launch``)."""
+    from .data import make_dataset
+    from .models import load_model
+    from .train import train_dpo
+
+    dataset = make_dataset(spec.order, spec.p12, spec.p23, config.n, spec.seed, config.exact)
+    train_config = config.train_config(spec)
+    model, tokenizer = load_model(
+        config.model,
+        device=train_config.device,
+        trust_remote_code=config.trust_remote_code,
+        progress=False,
+    )
+    return train_dpo(model, tokenizer, dataset, train_config, progress=False), tokenizer, dataset
+
+
 def run_one(
-    config: SweepConfig, spec: RunSpec, on_event: Callable[[str], None] | None = None
+    config: SweepConfig,
+    spec: RunSpec,
+    on_event: Callable[[str], None] | None = None,
+    *,
+    processes: int = 1,
 ) -> RunRow:
     """Train and probe one grid point; returns its row (the caller writes the record).
 
     ``on_event(stage)`` is called with "trained" and "probe <method>". A run whose training
     finished earlier (its ``manifest.json`` exists) is loaded, not trained again; one
-    interrupted during training resumes from its last checkpoint (``train_dpo``).
+    interrupted during training resumes from its last checkpoint (``train_dpo``). With
+    ``processes`` > 1 the training runs in that many data-parallel processes (one per GPU,
+    ``_launch.train_in_processes``) and the trained model is then probed in this one.
     """
-    from .data import make_dataset, summarize
+    from .data import summarize
     from .models import load_model
     from .probe import probe_order
-    from .train import train_dpo
 
     event = on_event or (lambda stage: None)
     started = time.time()
-    dataset = make_dataset(spec.order, spec.p12, spec.p23, config.n, spec.seed, config.exact)
+    if processes > 1:
+        from ._launch import train_in_processes
+
+        train_in_processes(config, spec, processes)
+    result, tokenizer, dataset = train_run(config, spec)
     pairs = summarize(dataset)["pairs"]
     train_config = config.train_config(spec)
     load = dict(
         device=train_config.device, trust_remote_code=config.trust_remote_code, progress=False
     )
-    model, tokenizer = load_model(config.model, **load)
-    result = train_dpo(model, tokenizer, dataset, train_config, progress=False)
     event("trained")
     ref_model = None
     if "reward" in config.probe and train_config.lora_r == 0:
@@ -467,6 +501,20 @@ def reference_probes(config: SweepConfig, order) -> dict[str, dict[str, Any]]:
         return probes
 
 
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """torch computes with ``threads`` threads inside the block (none: unchanged)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 class Outcome(NamedTuple):
     """What one attempt at a run did: "done" (its record is written), "failed" (the error is
     recorded in its failures.jsonl), "busy" (another process holds the run) or "finished"
@@ -481,6 +529,9 @@ def attempt(
     config: SweepConfig,
     spec: RunSpec,
     on_event: Callable[[str, RunSpec], None] | None = None,
+    *,
+    threads: int | None = None,
+    processes: int = 1,
 ) -> Outcome:
     """Claim ``spec``'s run, do it and write its record; the unit of work every executor runs.
 
@@ -488,9 +539,14 @@ def attempt(
     this process, a Ray task or a Slurm job. A run that raises is recorded as failed (with its
     traceback) and left for the next invocation to retry; KeyboardInterrupt and SystemExit
     propagate.
+
+    ``threads``: the torch threads the run computes with (none: leave this process's setting);
+    a CPU reduction split over another number of threads may round differently, so every
+    executor sets it from ``--cpus-per-run``. ``processes``: data-parallel training processes
+    (``run_one``).
     """
     out = Path(config.out)
-    with store.claim(out, spec.run_id) as mine:
+    with _torch_threads(threads), store.claim(out, spec.run_id) as mine:
         if not mine:
             return Outcome(spec.run_id, "busy")
         if store.read_record(out, spec.run_id) is not None:
@@ -503,7 +559,7 @@ def attempt(
         try:
             event("start")
             reference_probes(config, spec.order)
-            row = run_one(config, spec, event)
+            row = run_one(config, spec, event, processes=processes)
             store.write_record(out, row)
         except Exception as err:
             store.record_failure(out, spec.run_id, err)
@@ -537,6 +593,7 @@ class SweepResult(NamedTuple):
 def run_sweep(
     config: SweepConfig,
     *,
+    executor: str | ExecutorConfig = "local",
     progress: bool = True,
     on_event: Callable[[str, RunSpec], None] | None = None,
     max_attempts: int = 3,
@@ -544,30 +601,42 @@ def run_sweep(
     """Do the runs of ``config``'s grid (this shard's) that ``config.out`` does not hold yet.
 
     Runs already finished are skipped; runs that failed before are retried until they have
-    failed ``max_attempts`` times; runs another process holds are left to it. After each run,
-    results.jsonl and results.csv are rebuilt from the run records.
+    failed ``max_attempts`` times; runs another process holds are left to it. The rest go to
+    the executor, which runs ``attempt`` for each; after each finished run, results.jsonl and
+    results.csv are rebuilt from the run records.
 
     Args:
         config: the sweep.
-        progress: a progress bar over runs (done / failed / busy), with an ETA, on stderr.
+        executor: ``"local"`` (this process, one run after another), ``"ray"``, ``"slurm"``,
+            or an ``executors.ExecutorConfig`` with the resources per run.
+        progress: a progress bar over runs (done / running / failed / pending), on stderr.
         on_event: called as ``on_event(stage, spec)`` with stage ``"start"``, ``"trained"``,
-            ``"probe <method>"`` and ``"done"`` (after the record is on disk).
+            ``"probe <method>"`` and ``"done"`` (after the record is on disk), in the process
+            that does the run: here with the local executor; not called for Ray or Slurm.
         max_attempts: failures after which a run is no longer retried.
 
     Returns:
         A ``SweepResult``.
 
     Raises:
-        ValueError: ``config.out`` holds a sweep with other shared settings.
+        ValueError: ``config.out`` holds a sweep with other shared settings, or a bad executor.
+        executors.MissingExtraError: the executor's optional dependency (Ray, submitit) is not
+            installed; the message names the install command.
     """
     from tqdm.auto import tqdm
 
+    from .executors import ExecutorConfig, make_executor
+
     started = time.time()
+    if isinstance(executor, str):
+        executor = ExecutorConfig(executor=executor)
+    runner = make_executor(executor)  # before any file is written: a missing extra fails fast
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     check_settings(out, config.settings())
     runs = config.runs()
     mine = config.shard_runs()
+    store.record_grid(out, [s.run_id for s in runs], max_attempts)
     finished = {row.run_id for row in store.read_rows(out)}
     skipped = [s.run_id for s in mine if s.run_id in finished]
     given_up = [
@@ -576,30 +645,36 @@ def run_sweep(
         if s.run_id not in finished and len(store.failures(out, s.run_id)) >= max_attempts
     ]
     todo = [s for s in mine if s.run_id not in finished and s.run_id not in given_up]
+    ids = [s.run_id for s in todo]
     done: list[str] = []
     failed: dict[str, str] = {}
     busy: list[str] = []
     bar = tqdm(total=len(todo), desc="sweep", unit="run", disable=not progress, dynamic_ncols=True)
 
+    def show(note: str = "", refresh: bool = True) -> None:
+        if not bar.disable:
+            counts = store.status(out, ids, max_attempts).summary()
+            bar.set_postfix_str(f"{counts}{note}", refresh=refresh)
+
     def event(stage: str, spec: RunSpec) -> None:
-        bar.set_postfix_str(f"{spec.run_id}: {stage}", refresh=True)
+        show(f" | {spec.run_id}: {stage}")
         if on_event is not None:
             on_event(stage, spec)
 
     try:
-        for spec in todo:
-            outcome = attempt(config, spec, event)
+        show()
+        for outcome in runner.run(config, todo, event):
             if outcome.status == "done":
-                done.append(spec.run_id)
+                done.append(outcome.run_id)
                 store.rebuild(out)
             elif outcome.status == "failed":
-                failed[spec.run_id] = outcome.error or ""
+                failed[outcome.run_id] = outcome.error or ""
             elif outcome.status == "busy":
-                busy.append(spec.run_id)
+                busy.append(outcome.run_id)
+            else:  # "finished": another process did it meanwhile
+                skipped.append(outcome.run_id)
+            show(refresh=False)
             bar.update()
-            bar.set_postfix_str(
-                f"done {len(done)}, failed {len(failed)}, busy {len(busy)}", refresh=True
-            )
     finally:
         bar.close()
     rows = store.rebuild(out)

@@ -21,6 +21,7 @@ A run directory holds::
       checkpoints/        Trainer checkpoints (safetensors weights; optimizer/RNG state)
       train_log.jsonl     one JSON object per logged step (loss, rewards/*, logps/*, ...)
       model/              the trained adapter (LoRA) or model, and the tokenizer, as safetensors
+      cache/              several processes only: the tokenized data TRL caches log-probs beside
       manifest.json       written last: config, dataset, versions, device, timing, final metrics
 
 A run that is interrupted (killed, Ctrl-C, an exception) is resumed from its last complete
@@ -29,6 +30,12 @@ default); the log keeps one line per step. Calling it again on a finished run tr
 loads the trained weights onto the model passed and returns (``already_finished=True``). Checkpoint optimizer/scheduler/RNG state is read
 by transformers with ``torch.load(..., weights_only=True)``: tensors and plain containers only,
 no arbitrary unpickling.
+
+Several GPUs: under ``accelerate launch --num_processes N`` (or ``torchrun --nproc_per_node N``)
+each process runs ``train_dpo`` and TRL trains data-parallel (DDP). ``batch_size`` stays the
+global batch (each process takes ``batch_size / N`` pairs of it), so the optimizer steps, and
+what the run learns, do not depend on N. Only the main process writes the run directory; the
+others wait for it (``_Processes``).
 """
 
 from __future__ import annotations
@@ -81,7 +88,11 @@ class DPOTrainConfig:
     )
     beta: float = field(default=0.1, metadata={"help": "DPO temperature beta' (paper: 0.1)"})
     batch_size: int = field(
-        default=8, metadata={"help": "preference pairs per micro-batch (per device)"}
+        default=8,
+        metadata={
+            "help": "preference pairs per micro-batch; with N data-parallel processes each takes "
+            "batch_size / N of them"
+        },
     )
     gradient_accumulation_steps: int = field(
         default=1, metadata={"help": "micro-batches per optimizer step (batch_size each)"}
@@ -255,7 +266,7 @@ def _jsonl_log(path: Path) -> TrainerCallback:
             self.start = time.time()
 
         def on_train_begin(self, args, state, control, **kwargs):
-            if path.exists():
+            if state.is_world_process_zero and path.exists():
                 kept = [
                     line
                     for line in path.read_text(encoding="utf-8").splitlines()
@@ -264,7 +275,7 @@ def _jsonl_log(path: Path) -> TrainerCallback:
                 path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if not logs or "loss" not in logs:
+            if not state.is_world_process_zero or not logs or "loss" not in logs:
                 return  # the end-of-training summary goes into the manifest instead
             record = {"step": state.global_step, "epoch": state.epoch, **logs}
             record["elapsed_s"] = round(time.time() - self.start, 3)
@@ -327,6 +338,7 @@ class _RunDir:
     log = property(lambda self: self.root / "train_log.jsonl")
     model = property(lambda self: self.root / "model")
     manifest = property(lambda self: self.root / "manifest.json")
+    cache = property(lambda self: self.root / "cache")  # multi-process runs only; then deleted
 
 
 def _identity(config: DPOTrainConfig, model, dataset) -> dict[str, Any]:
@@ -378,15 +390,19 @@ def _finished_result(run: _RunDir, device: str, started: float) -> TrainResult:
     )
 
 
-def _start_or_resume(run: _RunDir, config: DPOTrainConfig, identity, dataset) -> Path | None:
-    """Step 3: record the run (run.json, the dataset) and find the checkpoint to resume from;
-    a fresh start clears what an earlier attempt left."""
+def _start_or_resume(
+    run: _RunDir, config: DPOTrainConfig, identity, dataset, *, main: bool = True
+) -> Path | None:
+    """Step 3: find the checkpoint to resume from and (the main process only) record the run
+    (run.json, the dataset); a fresh start clears what an earlier attempt left."""
     from .data import save_jsonl
 
+    resume_from = _last_complete_checkpoint(run.checkpoints) if config.resume else None
+    if not main:
+        return resume_from
     write_json(run.run_json, identity)
     save_jsonl(dataset, run.data)
     run.manifest.unlink(missing_ok=True)  # present again only once this call finishes
-    resume_from = _last_complete_checkpoint(run.checkpoints) if config.resume else None
     if resume_from is None:
         shutil.rmtree(run.checkpoints, ignore_errors=True)
         shutil.rmtree(run.model, ignore_errors=True)
@@ -395,9 +411,18 @@ def _start_or_resume(run: _RunDir, config: DPOTrainConfig, identity, dataset) ->
 
 
 def _trl_config(config: DPOTrainConfig, run: _RunDir, device, precision, checkpointing, progress):
-    """Step 4a: TRL's ``DPOConfig`` from ours, with the CPU-hostile defaults set explicitly."""
+    """Step 4a: TRL's ``DPOConfig`` from ours, with the CPU-hostile defaults set explicitly.
+    Under ``accelerate launch``/``torchrun`` (``WORLD_SIZE`` processes) each process takes its
+    share of ``batch_size``, so the global batch is the same as in one process."""
     from trl import DPOConfig
 
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if config.batch_size % processes:
+        raise ValueError(
+            f"batch_size {config.batch_size} cannot be split over {processes} processes; use a "
+            f"multiple of {processes}"
+        )
+    per_process = config.batch_size // processes
     args = dict(
         output_dir=str(run.checkpoints),
         num_train_epochs=config.epochs,
@@ -405,11 +430,11 @@ def _trl_config(config: DPOTrainConfig, run: _RunDir, device, precision, checkpo
         learning_rate=config.learning_rate,
         lr_scheduler_type=config.lr_scheduler,
         beta=config.beta,
-        per_device_train_batch_size=config.batch_size,
+        per_device_train_batch_size=per_process,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         optim=config.optim,
         precompute_ref_log_probs=config.precompute_ref_log_probs,
-        precompute_ref_batch_size=config.batch_size,
+        precompute_ref_batch_size=per_process,
         max_length=config.max_length,
         seed=config.seed,
         use_cpu=device == "cpu",
@@ -467,19 +492,31 @@ def _trainer(model, tokenizer, dataset, config, run, dpo_args, callbacks, progre
     reference is the model with its adapters off, or with precomputed reference log-probs: an
     in-memory copy otherwise, never a hub download) and the packed forward when asked (installed
     before TRL precomputes the reference log-probabilities, which it does while constructed)."""
+    from datasets import load_from_disk
     from transformers.trainer_callback import PrinterCallback
     from trl import DPOTrainer
 
-    class PackedDPOTrainer(DPOTrainer):
+    class Trainer(DPOTrainer):
         def _precompute_ref_logps(self, dataset, name, batch_size):
-            _pack(self)  # TRL has added its fused head by now; ours goes on top of it
+            if config.packed:
+                _pack(self)  # TRL has added its fused head by now; ours goes on top of it
+            if self.accelerator.num_processes > 1 and not dataset.cache_files:
+                # TRL caches the log-probs beside the dataset's files; an in-memory dataset has
+                # none, and its per-process temporary directory is invisible to the other
+                # processes. Give it files in the run directory (written by the main process).
+                path = run.cache / name
+                if self.accelerator.is_main_process:
+                    shutil.rmtree(path, ignore_errors=True)
+                    dataset.save_to_disk(path)
+                self.accelerator.wait_for_everyone()
+                dataset = load_from_disk(path)
             return super()._precompute_ref_logps(dataset, name, batch_size)
 
     peft_config = _lora_config(config)
     ref_model = None
     if peft_config is None and not config.precompute_ref_log_probs:
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)
-    trainer = (PackedDPOTrainer if config.packed else DPOTrainer)(
+    trainer = Trainer(
         model=model,
         ref_model=ref_model,
         args=dpo_args,
@@ -519,6 +556,7 @@ def _manifest(
         "trainable_parameters": sum(
             p.numel() for p in trainer.model.parameters() if p.requires_grad
         ),
+        "processes": trainer.accelerator.num_processes,
         "versions": _versions(),
         "model_dir": run.model.name,
         "log": run.log.name,
@@ -583,10 +621,14 @@ def train_dpo(
     run, finished = _claim_run_dir(config, identity)
     if finished:
         return _finished_result(run, device, started)
-    resume_from = _start_or_resume(run, config, identity, dataset)
+    dpo_args = _trl_config(config, run, device, precision, checkpointing, progress)
+    # Under accelerate launch / torchrun the process group starts here (TRL's own set-up);
+    # only the main process writes the run directory, the others wait for it.
+    main = dpo_args.process_index == 0
+    with dpo_args.main_process_first(local=False, desc="recording the run"):
+        resume_from = _start_or_resume(run, config, identity, dataset, main=main)
 
     model.to(device)
-    dpo_args = _trl_config(config, run, device, precision, checkpointing, progress)
     with library_progress(progress), warnings.catch_warnings():  # TRL tokenizes, precomputes
         # TRL 1.16 asks transformers 5 for a property it has renamed; nothing to act on here.
         warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
@@ -599,11 +641,12 @@ def train_dpo(
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
     # Step 5: the trained weights (the adapter only, for LoRA) and the tokenizer, safetensors.
-    if config.lora_r > 0:
+    if main and config.lora_r > 0:
         trainer.model.save_pretrained(run.model, save_embedding_layers=False)
-    else:
+    elif main:
         trainer.model.save_pretrained(run.model)
-    tokenizer.save_pretrained(run.model)
+    if main:
+        tokenizer.save_pretrained(run.model)
     seconds = time.time() - started
     manifest = _manifest(
         trainer,
@@ -617,7 +660,10 @@ def train_dpo(
         resume_from,
         seconds,
     )
-    write_json(run.manifest, manifest)
+    if main:
+        write_json(run.manifest, manifest)
+        shutil.rmtree(run.cache, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()  # every process returns a finished run
     return TrainResult(
         model=trainer.model,
         output_dir=run.root,
