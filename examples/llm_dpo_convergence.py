@@ -110,7 +110,7 @@ def plot(records, path: Path) -> None:
             ax.plot(steps, moved, "o-", ms=3, color=colors[run], label=label)
             if math.isfinite(target):
                 ax.axhline(target, ls="--", lw=1, color=colors[run])
-        ax.set_title(f"{pair}: logit($p^L$) - logit($p_{{ref}}$); dashed: DPO optimum")
+        ax.set_title(f"{pair}: logit($p^L$) - logit($p_{{ref}}$); dashed: DPO optimum", fontsize=9)
         ax.set_xlabel("optimizer step")
         ax.set_yscale("symlog", linthresh=1.0)
         ax.grid(alpha=0.3)
