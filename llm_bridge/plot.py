@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import theory
+from ._io import atomic_write
 from .convert import analyze, implied_p13, learned_from_row, m_sensitive_mask
 from .report import default_method
 from .results import RunRow
@@ -171,10 +172,10 @@ def save_figure3(
     rows: Sequence[RunRow], path: str | os.PathLike, *, dpi: int = 120, **kwargs: Any
 ) -> Path:
     """``figure3(rows, **kwargs)`` written to ``path`` (format from its suffix), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    import io
+
     fig = figure3(rows, **kwargs)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")  # nothing clipped at the edges
-    os.replace(tmp, path)
-    return path
+    buf = io.BytesIO()
+    fmt = Path(path).suffix.lstrip(".") or "png"
+    fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight")  # nothing clipped at the edges
+    return atomic_write(path, buf.getvalue())

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from ._config import to_jsonable
-from ._io import write_json
+from ._io import atomic_write, write_json
 
 if TYPE_CHECKING:  # the heavy imports happen inside train_dpo, so `llm-bridge --help` is quick
     from datasets import Dataset
@@ -267,12 +267,15 @@ def _jsonl_log(path: Path) -> TrainerCallback:
 
         def on_train_begin(self, args, state, control, **kwargs):
             if state.is_world_process_zero and path.exists():
-                kept = [
-                    line
-                    for line in path.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= state.global_step
-                ]
-                path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+                kept = []
+                for line in path.read_text(encoding="utf-8").splitlines():
+                    try:
+                        step = json.loads(line).get("step", 0)
+                    except json.JSONDecodeError:
+                        continue  # a line cut off by the interruption
+                    if step <= state.global_step:
+                        kept.append(line)
+                atomic_write(path, "".join(line + "\n" for line in kept))
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not state.is_world_process_zero or not logs or "loss" not in logs:

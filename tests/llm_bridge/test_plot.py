@@ -80,3 +80,27 @@ def test_save_figure3_and_cli(tmp_path, capsys):
     assert main(["plot", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.png")]) == 2
     with pytest.raises(ValueError, match="no finished runs"):
         figure3([])
+
+
+def test_figure3_draws_dpo_optimum_from_the_reference_probes():
+    from .rows import estimate
+
+    contexts = {"p12": [0.4, 0.2], "p23": [0.3, -0.5], "p13": [0.1, 0.6]}
+    ref = {
+        pair: estimate(0.5)._replace(details={"log_odds": dict(enumerate(ls))})
+        for pair, ls in contexts.items()
+    }
+    beta = 0.1
+    fig = figure3(ROWS, M=10, references={ORDER_A: {"likelihood": ref}}, beta=beta)
+    ax = [a for a in fig.axes if a.get_visible() and a.get_title() == "dog > bird > cat"][0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    for pair, q12 in (("p23", None), ("p13", 0.99)):
+        curve = lines[f"DPO optimum $p_{{{pair[1:]}}}^L$ ($\\beta'$ = {beta:g})"]
+        x, y = curve.get_xdata(), curve.get_ydata()
+        data = np.log(x / (1 - x)) + (0.0 if q12 is None else math.log(q12 / (1 - q12)))
+        # Eq. (1)/(2) averaged over the probe's two question orders, by hand
+        want = np.mean([1 / (1 + np.exp(-(c + data / beta))) for c in contexts[pair]], axis=0)
+        assert y == pytest.approx(want, rel=1e-9, abs=1e-300)
+    # the other order has no reference probes: no optimum curves there
+    other = [a for a in fig.axes if a.get_visible() and a.get_title() == "cat > dog > bird"][0]
+    assert not any(line.get_label().startswith("DPO optimum") for line in other.get_lines())
