@@ -15,6 +15,8 @@ from llm_bridge.convert import (
     m_sensitive_mask,
 )
 
+from .references import eq3, eq4
+
 RTOL_F64 = 1e-10  # prefjax in float64 against 50-digit mpmath
 mp.mp.dps = 50
 HALF = mp.mpf(1) / 2
@@ -31,18 +33,6 @@ def mp_compose(link, p, q):
     """Lemma 1, Eq. (1): g(g^-1(p) + g^-1(q))."""
     g, ginv = MP_LINKS[link]
     return g(ginv(mp.mpf(p)) + ginv(mp.mpf(q)))
-
-
-def eq3(p, q):
-    """Eq. (3), Bradley-Terry: p_ij = 1 / (1 + (1 - p_ik)(1 - p_kj) / (p_ik p_kj))."""
-    p, q = mp.mpf(p), mp.mpf(q)
-    return 1 / (1 + (1 - p) * (1 - q) / (p * q))
-
-
-def eq4(p, q):
-    """Eq. (4): dp_ij/dp_ik = p_kj (1 - p_kj) / (p_ik + p_kj - 2 p_ik p_kj - 1)^2."""
-    p, q = mp.mpf(p), mp.mpf(q)
-    return q * (1 - q) / (p + q - 2 * p * q - 1) ** 2
 
 
 def eq5_gamma0(q, M):

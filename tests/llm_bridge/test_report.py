@@ -7,22 +7,11 @@ import pytest
 
 from llm_bridge.report import analyze_rows
 
+from .references import eq3, eq4
 from .rows import make_row
 
 RTOL_F64 = 1e-10  # prefjax in float64 against 50-digit mpmath
 mp.mp.dps = 50
-
-
-def eq3(p, q):
-    """Eq. (3), Bradley-Terry: p_ij = 1 / (1 + (1 - p_ik)(1 - p_kj) / (p_ik p_kj))."""
-    p, q = mp.mpf(p), mp.mpf(q)
-    return 1 / (1 + (1 - p) * (1 - q) / (p * q))
-
-
-def eq4(p, q):
-    """Eq. (4): dp_ij/dp_ik = p_kj (1 - p_kj) / (p_ik + p_kj - 2 p_ik p_kj - 1)^2."""
-    p, q = mp.mpf(p), mp.mpf(q)
-    return q * (1 - q) / (p + q - 2 * p * q - 1) ** 2
 
 
 def test_analyze_rows_summary_and_rows():
