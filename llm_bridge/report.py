@@ -46,7 +46,8 @@ def analyze_rows(
     """A sweep's runs, analysed: ``{"summary": paragraph, "rows": [one flat dict per run],
     "claims": Section 4's observations with verdicts (``section4_claims``)}``.
 
-    Each row holds ``order``, ``p23_data``, ``seed``, the learned ``p12`` and ``p23``, the
+    Each row holds ``order``, ``p23_data``, ``realised`` (the dataset's counts), ``seed``, the
+    learned ``p12`` and ``p23`` (text, "1 - 4.2e-18" where p rounds to 1), the
     learned ``p13`` with its interval (a string, "p [low, high]"), ``p13_bt`` (Lemma 1 from the
     learned p12 and p23), ``local_M`` (|dp13/dp12| there), ``in_omega_M`` (local_M > M) and
     ``consistent`` (the learned and implied p13 intervals overlap). Plain JSON values only.
@@ -62,9 +63,11 @@ def analyze_rows(
             {
                 "order": ">".join(row.order),
                 "p23_data": row.p23_data,
+                "realised": f"p12 {row.dataset.wins12}/{row.dataset.n12}, "
+                f"p23 {row.dataset.wins23}/{row.dataset.n23}",
                 "seed": row.seed,
-                "p12": lp.p12.p,
-                "p23": lp.p23.p,
+                "p12": _p_text(lp.p12.log_odds),
+                "p23": _p_text(lp.p23.log_odds),
                 "p13": f"{_g(lp.p13.p)} [{_g(lp.p13.low)}, {_g(lp.p13.high)}]",
                 "p13_bt": a.p13_implied,
                 "local_M": a.local_M,
@@ -78,6 +81,18 @@ def analyze_rows(
         "rows": out_rows,
         "claims": claims,
     }
+
+
+def _p_text(logit: float) -> str:
+    """A probability from its log-odds, readable where it rounds to 0 or 1: "1 - 4.2e-18"."""
+    import math
+
+    if math.isinf(logit):
+        return "1" if logit > 0 else "0"
+    tail = 1.0 / (1.0 + math.exp(abs(logit)))  # min(p, 1 - p), exact in float64
+    if tail < 1e-4:
+        return f"1 - {tail:.2g}" if logit > 0 else f"{tail:.2g}"
+    return _g(1.0 - tail if logit > 0 else tail)
 
 
 def _summary(analyses, method: str, M: float, link: str, settings: Mapping[str, Any]) -> str:
@@ -120,7 +135,7 @@ def _summary(analyses, method: str, M: float, link: str, settings: Mapping[str, 
         f"{n_omega} of {n_runs} learned point(s) lie in Omega_M for M = {_g(M)} "
         f"(|dp13/dp12| > {_g(M)}); the largest local M is {top.local_M:.3g}, at "
         f"{'>'.join(top_row.order)}, p23 = {_g(top_row.p23_data)}, seed "
-        f"{top_row.seed} (learned p12 = {top.p12:.6g}, p23 = {top.p23:.4g}). "
+        f"{top_row.seed} (learned p12 = {_p_text(top.logit12)}, p23 = {_p_text(top.logit23)}). "
         f"The learned p13 ranges from {_g(min(p13s))} to {_g(max(p13s))}"
     )
     jump = _largest_jump(analyses)

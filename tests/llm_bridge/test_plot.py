@@ -75,7 +75,7 @@ def test_save_figure3_and_cli(tmp_path, capsys):
     assert main(["analyze", str(out), "--json", str(tmp_path / "a.json")]) == 0
     data = json.loads((tmp_path / "a.json").read_text())
     assert set(data) == {"summary", "rows", "claims"} and len(data["rows"]) == len(ROWS)
-    assert all(len(r) <= 10 for r in data["rows"])
+    assert all(len(r) <= 11 for r in data["rows"])
     assert data["summary"] in capsys.readouterr().out
     assert main(["plot", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.png")]) == 2
     with pytest.raises(ValueError, match="no finished runs"):

@@ -25,10 +25,11 @@ def test_analyze_rows_summary_and_rows():
     json.dumps(out, allow_nan=False)  # plain JSON
     assert len(out["rows"]) == 3
     for r, src in zip(out["rows"], rows, strict=True):
-        assert len(r) <= 10
+        assert len(r) <= 11
         assert set(r) == {
             "order",
             "p23_data",
+            "realised",
             "seed",
             "p12",
             "p23",
@@ -164,3 +165,12 @@ def test_dpo_optimum_fraction_from_the_reference_probes():
     # no reference probes: nothing to measure the distance from
     claim = _by_id(analyze_rows(rows, settings=settings)["claims"])["sec4.dpo_optimum"]
     assert claim["verdict"] == "inconclusive"
+
+
+def test_probabilities_near_one_are_written_from_their_log_odds():
+    from llm_bridge.report import _p_text
+
+    # 1 / (1 + e^40) = 4.248e-18 (mpmath), which float64 cannot add to 1
+    assert _p_text(40.0) == "1 - 4.2e-18" and _p_text(-40.0) == "4.2e-18"
+    assert _p_text(0.0) == "0.5" and _p_text(float("inf")) == "1"
+    assert float(1 / (1 + mp.exp(40))) == pytest.approx(4.248354255291589e-18, rel=1e-12)
