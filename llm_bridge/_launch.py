@@ -8,7 +8,7 @@ runs torchrun in-process as::
 
 (torchrun: the launcher ``accelerate launch --multi_gpu`` runs; ``--standalone`` picks a free
 port, so several runs on one node do not collide, and it also starts N CPU processes, where
-``accelerate launch --cpu`` needs MPI). Each process trains the same run (``sweep.train_run``);
+``accelerate launch --cpu`` needs MPI). Each process trains the same run (``train_run``);
 ``train_dpo`` splits each batch over them, and only the main process writes the run directory.
 The caller then loads the finished training (``train_dpo`` on a finished run directory loads
 it) and probes it in one process. The processes' output goes to ``runs/<run_id>/launch.log``.
@@ -29,7 +29,28 @@ import sys
 from pathlib import Path
 
 from ._config import to_jsonable
+from ._grid import RunSpec, SweepConfig
 from ._io import write_json
+
+
+def train_run(config: SweepConfig, spec: RunSpec):
+    """Train one grid point's model in its run directory (``train_dpo``; a finished training is
+    loaded, an interrupted one resumed); returns ``(TrainResult, tokenizer, dataset)``. Each of
+    N data-parallel processes runs this for the same run (``_launch``)."""
+    from .data import make_dataset
+    from .models import load_model
+    from .train import train_dpo
+
+    dataset = make_dataset(spec.order, spec.p12, spec.p23, config.n, spec.seed, config.exact)
+    train_config = config.train_config(spec)
+    model, tokenizer = load_model(
+        config.model,
+        device=train_config.device,
+        trust_remote_code=config.trust_remote_code,
+        progress=False,
+    )
+    return train_dpo(model, tokenizer, dataset, train_config, progress=False), tokenizer, dataset
+
 
 LOG_TAIL = 40
 """Lines of the processes' log quoted when they fail."""
@@ -83,8 +104,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     import torch
-
-    from .sweep import RunSpec, SweepConfig, train_run
 
     (path,) = argv
     task = json.loads(Path(path).read_text(encoding="utf-8"))

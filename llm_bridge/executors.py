@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from . import results as store
-from .sweep import Outcome, RunSpec, SweepConfig, attempt
+from ._grid import RunSpec, SweepConfig
+from ._run import Outcome, attempt
 
 __all__ = [
     "EXECUTORS",
