@@ -3,7 +3,7 @@
     EXECUTORS = {"local": LocalExecutor, "ray": RayExecutor, "slurm": SlurmExecutor}
 
 Each executor is built from an ``ExecutorConfig`` and has one method, ``run(config, specs,
-on_event)``: it runs ``sweep.attempt(config, spec)`` once for each spec (the engine retries an
+on_event)``: it runs ``_run.attempt(config, spec)`` once for each spec (the engine retries an
 attempt whose worker died) and yields each attempt's ``Outcome`` as it finishes, in whatever
 order they finish. The driver, ``sweep.run_sweep``, decides which runs are pending, rebuilds
 the results files after each finished run and shows progress; an executor only places the
