@@ -5,6 +5,17 @@ import math
 from llm_bridge.probe import ProbeResult
 from llm_bridge.results import DatasetCounts, RunRow, TrainSummary
 
+TINY_GRID = dict(
+    model="tiny-random",
+    p12=0.75,  # realisable with 4 rows of (o1, o2): 3 of 4
+    p23=("0.2,0.8",),
+    seeds=1,
+    n=8,
+    probe=("likelihood",),
+    train={"max_steps": 1, "batch_size": 4, "lora_r": 4, "learning_rate": 1e-2},
+)
+"""A sweep on tiny-random, one optimizer step a run (seconds per run): ``SweepConfig(**TINY_GRID)``."""
+
 
 def estimate(p, low=None, high=None, method="likelihood", count=None, logit=None):
     """A ``ProbeResult`` with p and its interval (log-odds from p unless given)."""

@@ -29,18 +29,10 @@ from llm_bridge.results import (
 )
 from llm_bridge.sweep import SweepConfig, run_sweep
 
-from .rows import make_row
+from .rows import TINY_GRID, make_row
 
-# Four runs on tiny-random, one optimizer step each (seconds per run).
-GRID = dict(
-    model="tiny-random",
-    p12=0.75,  # realisable with 4 rows of (o1, o2): 3 of 4
-    p23=("0.2,0.8",),
-    seeds=2,
-    n=8,
-    probe=("likelihood",),
-    train={"max_steps": 1, "batch_size": 4, "lora_r": 4, "learning_rate": 1e-2},
-)
+# Four runs on tiny-random (rows.TINY_GRID with two seeds).
+GRID = {**TINY_GRID, "seeds": 2}
 # One torch thread per run on every executor, so that all compute the same floats.
 THREADS = 1
 RTOL_DDP_F32 = 1e-5  # two processes average float32 gradients in another order than one

@@ -25,18 +25,10 @@ from llm_bridge.results import (
 )
 from llm_bridge.sweep import PRESETS, SweepConfig, parse_grid, run_sweep
 
-from .rows import make_row
+from .rows import TINY_GRID, make_row
 
-# Two runs on tiny-random, one optimizer step each: seconds per run.
-TINY = dict(
-    model="tiny-random",
-    p12=0.75,  # realisable with 4 rows of (o1, o2): 3 of 4
-    p23=("0.2,0.8",),
-    seeds=1,
-    n=8,
-    probe=("likelihood",),
-    train={"max_steps": 1, "batch_size": 4, "lora_r": 4, "learning_rate": 1e-2},
-)
+# Two runs on tiny-random (rows.TINY_GRID).
+TINY = TINY_GRID
 
 
 def test_parse_grid():
