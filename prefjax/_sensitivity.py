@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 from typing import NamedTuple
-
-import warnings
 
 import jax
 import jax.numpy as jnp
