@@ -117,12 +117,14 @@ def compose(g, p_ik, p_kj, *, checked: bool = False) -> Array:
     """
     g, p_ik, p_kj = _prepare(g, p_ik, p_kj)
     p_ij, ok = _compose_kernel(g, p_ik, p_kj)
-    if v.is_traced(ok):
+    if v.is_traced(ok):  # values unknown (jit): NaN where invalid, or staged checks
         if checked:
             v.check_in_jit(p_ik=p_ik, p_kj=p_kj)
         return p_ij
     if not bool(ok):
         v.raise_for_bad_probabilities(p_ik=p_ik, p_kj=p_kj)
+    if v.is_traced(p_ij):  # under grad/jvp only: values checked, the result is a tracer
+        return p_ij
     host = np.asarray(p_ij)
     if not np.all(np.isfinite(host)):
         v.raise_for_subnormal(p_ik=p_ik, p_kj=p_kj)
@@ -226,12 +228,14 @@ def sensitivity(g, p_ik, p_kj, *, checked: bool = False) -> Sensitivity:
     """
     g, p_ik, p_kj = _prepare(g, p_ik, p_kj)
     out, ok = sensitivity_kernel(g, p_ik, p_kj)
-    if v.is_traced(ok):
+    if v.is_traced(ok):  # values unknown (jit): NaN where invalid, or staged checks
         if checked:
             v.check_in_jit(p_ik=p_ik, p_kj=p_kj)
         return out
     if not bool(ok):
         v.raise_for_bad_probabilities(p_ik=p_ik, p_kj=p_kj)
+    if v.is_traced(*out):  # under grad/jvp only: values checked, the results are tracers
+        return out
     return _resolve(g, p_ik, p_kj, out)
 
 
