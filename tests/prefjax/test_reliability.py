@@ -1,6 +1,7 @@
 """No hang, no silent NaN, no internal JAX error: float32 (x64 off) at every public entry point,
 half precision, subnormal inputs, the checked tier under jit."""
 
+import os
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ import pytest
 from jax.experimental import checkify
 
 import prefjax
-from prefjax import _validate
+from prefjax import _cache, _validate
 
 from .references import MP_LINKS
 
@@ -25,8 +26,7 @@ FLOAT32_LIMIT_S = 120  # the script takes ~15 s on a loaded 2-core machine; a ha
 def test_every_public_entry_point_in_float32_ends_fast_and_clearly():
     """Each call (tests/prefjax/float32_entry_points.py walks __all__ of prefjax and its
     submodules) gives the float64 reference at float32 precision or the clear x64 error."""
-    env = {"PYTHONPATH": str(Path(__file__).parents[2]), "JAX_ENABLE_X64": "0"}
-    env = {**__import__("os").environ, **env}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]), "JAX_ENABLE_X64": "0"}
     t0 = time.perf_counter()
     try:
         run = subprocess.run(
@@ -172,3 +172,54 @@ def test_jit_without_checks_gives_nan_and_checked_reports_the_value():
     c = checkify.checkify(jax.jit(lambda q: prefjax.compose(g, 0.3, q, checked=True)))
     err, _ = c(jnp.nan)
     assert "p_kj = nan" in err.get()
+
+
+# --- the compilation cache -----------------------------------------------------------------
+
+
+def test_import_enables_the_compilation_cache_in_xdg_cache_home(tmp_path):
+    code = (
+        "import jax, prefjax; "
+        "jax.config.update('jax_enable_x64', True); "
+        "print(jax.config.jax_compilation_cache_dir); "
+        "print(jax.config.jax_persistent_cache_min_compile_time_secs); "
+        "prefjax.sensitivity(prefjax.probit, 0.9, 0.3)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    env.pop("PREFJAX_NO_COMPILATION_CACHE")
+    env.update(XDG_CACHE_HOME=str(tmp_path), PYTHONPATH=str(Path(__file__).parents[2]))
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    cache = tmp_path / "prefjax" / "jax"
+    assert out.stdout.split() == [str(cache), str(_cache.MIN_COMPILE_TIME_S)]
+    assert any(cache.iterdir()), "no compiled program was written"
+
+
+def test_the_compilation_cache_is_left_alone_when_off_or_configured(monkeypatch, tmp_path):
+    assert os.environ["PREFJAX_NO_COMPILATION_CACHE"] == "1"  # conftest: tests never write
+    assert _cache.enable_compilation_cache() is None
+    assert jax.config.jax_compilation_cache_dir is None
+    monkeypatch.setenv("PREFJAX_NO_COMPILATION_CACHE", "0")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert _cache.default_cache_dir() == tmp_path / "prefjax" / "jax"
+    with _restore_config("jax_enable_compilation_cache", False):
+        assert _cache.enable_compilation_cache() is None
+    with _restore_config("jax_compilation_cache_dir", str(tmp_path / "mine")):
+        assert _cache.enable_compilation_cache() is None  # the user's own cache
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "mine")
+    assert not (tmp_path / "prefjax").exists()
+
+
+class _restore_config:
+    """Set a jax.config option for a block, then put the old value back."""
+
+    def __init__(self, name, value):
+        self.name, self.value = name, value
+
+    def __enter__(self):
+        self.old = getattr(jax.config, self.name)
+        jax.config.update(self.name, self.value)
+
+    def __exit__(self, *exc):
+        jax.config.update(self.name, self.old)
