@@ -125,11 +125,25 @@ def compose(g, p_ik, p_kj, *, checked: bool = False) -> Array:
         v.raise_for_bad_probabilities(p_ik=p_ik, p_kj=p_kj)
     if v.is_traced(p_ij):  # under grad/jvp only: values checked, the result is a tracer
         return p_ij
-    host = np.asarray(p_ij)
-    if not np.all(np.isfinite(host)):
+    if not bool(_all_finite(p_ij)):
         v.raise_for_subnormal(p_ik=p_ik, p_kj=p_kj)
-        _raise_unrepresentable("compose", g, p_ik, p_kj, ~np.isfinite(host))
+        _raise_unrepresentable("compose", g, p_ik, p_kj, ~np.isfinite(np.asarray(p_ij)))
     return p_ij
+
+
+@jax.jit
+def _all_finite(p_ij):
+    return jnp.all(jnp.isfinite(p_ij))
+
+
+@jax.jit
+def _all_represented(out: Sensitivity):
+    """Every entry finite and both derivatives > 0 (as Eq. (2) is): one reduction on the
+    device, so the eager tier copies nothing to the host when all is well."""
+    p, d_ik, d_kj = out
+    return jnp.all(
+        jnp.isfinite(p) & jnp.isfinite(d_ik) & jnp.isfinite(d_kj) & (d_ik > 0) & (d_kj > 0)
+    )
 
 
 def _raise_unrepresentable(where: str, g: Link, p_ik, p_kj, mask) -> None:
@@ -150,6 +164,8 @@ def _resolve(g: Link, p_ik, p_kj, out: Sensitivity) -> Sensitivity:
     log g'(x_ik)), the exponential taken in float64 on the host and rounded once to the dtype
     (subnormal results kept). A derivative whose true value lies outside the dtype's range
     comes back as 0 or inf with a PrecisionWarning; an entry still undefined raises."""
+    if bool(_all_represented(out)):
+        return out
     p, d_ik, d_kj = (np.asarray(a) for a in out)
     good = np.isfinite(p) & np.isfinite(d_ik) & np.isfinite(d_kj) & (d_ik > 0) & (d_kj > 0)
     if np.all(good):
