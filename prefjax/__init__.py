@@ -7,11 +7,14 @@ derivatives, the regions where they exceed M, and the paper's theorems, for any 
 
 The library never enables JAX's x64 mode; do it yourself for work near 0 and 1:
 ``jax.config.update("jax_enable_x64", True)``. ``import prefjax`` loads neither matplotlib
-nor scipy nor torch; :mod:`prefjax.plot` is loaded on first use.
+nor scipy nor torch; :mod:`prefjax.plot` is loaded on first use. It switches on JAX's
+persistent compilation cache (``~/.cache/prefjax/jax``) unless you configured one yourself or
+set ``PREFJAX_NO_COMPILATION_CACHE=1``.
 """
 
 import importlib as _importlib
 
+from . import _cache
 from . import bradley_terry as bradley_terry
 from . import plackett_luce as plackett_luce
 from . import score_view as score_view
@@ -49,6 +52,10 @@ from ._theorem2 import theorem2_table as theorem2_table
 from ._validate import PrecisionWarning as PrecisionWarning
 
 __version__ = "0.1.0"
+
+# JAX's persistent compilation cache in ~/.cache/prefjax/jax unless you configured your own or
+# set PREFJAX_NO_COMPILATION_CACHE=1 (see prefjax/_cache.py and docs/getting-started.md).
+_compilation_cache_dir = _cache.enable_compilation_cache()
 
 _LAZY_MODULES = ("plot",)  # figures: loaded on first use of prefjax.plot
 

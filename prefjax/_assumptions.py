@@ -1,7 +1,8 @@
 """Numerical evidence for Assumptions 2-5 of the paper, for any link.
 
 A link is read by its attributes (called for g(x), ``.derivative`` for g', ``.name``), so this
-module imports nothing of prefjax: :func:`prefjax.link` calls it to check what it builds.
+module imports nothing of prefjax but `_validate` (its float64 check): :func:`prefjax.link` calls
+it to check what it builds.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ._validate import needs_x64
 
 
 class AssumptionError(ValueError):
@@ -78,6 +81,7 @@ def _grids(dtype):
     return core.astype(dtype), tail.astype(dtype)
 
 
+@needs_x64("prefjax.check_assumptions (run by prefjax.link unless check=False)")
 def check_assumptions(g) -> AssumptionReport:
     """Check Assumptions 2-5 numerically for the link ``g`` and report the evidence.
 

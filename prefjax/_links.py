@@ -17,6 +17,7 @@ from jax.scipy import special as jsp_special
 
 from . import _numerics as nx
 from ._assumptions import check_assumptions
+from ._validate import check_float_dtype
 
 Array = jax.Array
 
@@ -125,7 +126,9 @@ class Link:
 
 
 def _float_dtype(x):
-    """The float dtype to compute in: the input's if it is floating, else JAX's default."""
+    """The float dtype to compute in: the input's if it is floating, else JAX's default.
+    TypeError for float16 and bfloat16."""
+    check_float_dtype("the link's argument", x)
     dtype = getattr(x, "dtype", None)
     if dtype is not None and jnp.issubdtype(dtype, jnp.floating):
         return dtype

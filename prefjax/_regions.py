@@ -65,6 +65,7 @@ def is_m_sensitive(g, p_ik, p_kj, M, wrt: str = "ik"):
     return jnp.abs(s.d_ik if wrt == "ik" else s.d_kj) > M
 
 
+@v.needs_x64("prefjax.region_area")
 def region_area(
     g,
     M,

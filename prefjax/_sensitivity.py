@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import _validate as v
 from ._links import Link, as_link
@@ -84,22 +86,29 @@ def _prepare(g, p_ik, p_kj):
     return g, p_ik, p_kj
 
 
-def compose(g, p_ik, p_kj) -> Array:
+def compose(g, p_ik, p_kj, *, checked: bool = False) -> Array:
     """The preference p_ij implied by p_ik and p_kj under the pairwise model g (Lemma 1, Eq. (1)).
 
     p_ij = g(g^-1(p_ik) + g^-1(p_kj))
 
     Args:
         g: a :class:`prefjax.Link` or a bare callable (wrapped by :func:`prefjax.link`).
-        p_ik, p_kj: probabilities in the open interval (0, 1); arrays broadcast.
+        p_ik, p_kj: probabilities in the open interval (0, 1); arrays broadcast. float32
+            or float64 (half precision is refused).
+        checked: under ``jax.jit``, stage the value checks as
+            :func:`jax.experimental.checkify.check` (run the jitted function through
+            :func:`jax.experimental.checkify.checkify`); without it invalid entries give NaN
+            there. Concrete inputs are always checked.
 
     Returns:
         p_ij, with the broadcast shape.
 
     Raises:
-        ValueError: (concrete inputs) a probability outside (0, 1) or NaN, naming the argument,
-            value and index; shapes that do not broadcast. Under ``jax.jit`` invalid entries
-            give NaN instead.
+        ValueError: (concrete inputs) a probability outside (0, 1), NaN or subnormal, naming
+            the argument, value and index; a p_ij the dtype cannot compute (float32 far in a
+            tail); shapes that do not broadcast. Under ``jax.jit`` invalid entries give NaN
+            instead (two tiers), unless ``checked=True``.
+        TypeError: float16 or bfloat16 inputs.
 
     Examples:
         >>> import prefjax
@@ -108,12 +117,88 @@ def compose(g, p_ik, p_kj) -> Array:
     """
     g, p_ik, p_kj = _prepare(g, p_ik, p_kj)
     p_ij, ok = _compose_kernel(g, p_ik, p_kj)
-    if not v.is_traced(ok) and not bool(ok):
+    if v.is_traced(ok):  # values unknown (jit): NaN where invalid, or staged checks
+        if checked:
+            v.check_in_jit(p_ik=p_ik, p_kj=p_kj)
+        return p_ij
+    if not bool(ok):
         v.raise_for_bad_probabilities(p_ik=p_ik, p_kj=p_kj)
+    if v.is_traced(p_ij):  # under grad/jvp only: values checked, the result is a tracer
+        return p_ij
+    if not bool(_all_finite(p_ij)):
+        v.raise_for_subnormal(p_ik=p_ik, p_kj=p_kj)
+        _raise_unrepresentable("compose", g, p_ik, p_kj, ~np.isfinite(np.asarray(p_ij)))
     return p_ij
 
 
-def sensitivity(g, p_ik, p_kj) -> Sensitivity:
+@jax.jit
+def _all_finite(p_ij):
+    return jnp.all(jnp.isfinite(p_ij))
+
+
+@jax.jit
+def _all_represented(out: Sensitivity):
+    """Every entry finite and both derivatives > 0 (as Eq. (2) is): one reduction on the
+    device, so the eager tier copies nothing to the host when all is well."""
+    p, d_ik, d_kj = out
+    return jnp.all(
+        jnp.isfinite(p) & jnp.isfinite(d_ik) & jnp.isfinite(d_kj) & (d_ik > 0) & (d_kj > 0)
+    )
+
+
+def _raise_unrepresentable(where: str, g: Link, p_ik, p_kj, mask) -> None:
+    a, b = (np.broadcast_to(np.asarray(x), mask.shape) for x in (p_ik, p_kj))
+    i = v.first_index(mask)
+    idx = v.fmt_index(i)
+    raise ValueError(
+        f"prefjax.{where} with the {g.name} link cannot be computed in {a.dtype} at "
+        f"p_ik{idx} = {float(a[i])!r}, p_kj{idx} = {float(b[i])!r} (the link's inverse or "
+        f"derivative leaves the range of {a.dtype} there). {v.precision_hint(a.dtype)}"
+    )
+
+
+def _resolve(g: Link, p_ik, p_kj, out: Sensitivity) -> Sensitivity:
+    """The eager tier's last step: entries where Eq. (2)'s factors under- or overflowed in the
+    direct kernel (0 * inf = NaN: cauchit at p = 1e-20 in float32, g'(x_ik) ~ 1e-40) are
+    recomputed in score space, the ratio g'(x_ij) / g'(x_ik) as exp(log g'(x_ij) -
+    log g'(x_ik)), the exponential taken in float64 on the host and rounded once to the dtype
+    (subnormal results kept). A derivative whose true value lies outside the dtype's range
+    comes back as 0 or inf with a PrecisionWarning; an entry still undefined raises."""
+    if bool(_all_represented(out)):
+        return out
+    p, d_ik, d_kj = (np.asarray(a) for a in out)
+    good = np.isfinite(p) & np.isfinite(d_ik) & np.isfinite(d_kj) & (d_ik > 0) & (d_kj > 0)
+    if np.all(good):
+        return out
+    v.raise_for_subnormal(p_ik=p_ik, p_kj=p_kj)
+    a, b = jnp.broadcast_arrays(p_ik, p_kj)
+    s = _score_kernel(g, g.inverse(a), g.inverse(b))
+    p2, l_ik, l_kj = (np.asarray(x) for x in (s.p_ij, s.log_d_ik, s.log_d_kj))
+    still = ~good & ~(np.isfinite(p2) & np.isfinite(l_ik) & np.isfinite(l_kj))
+    if np.any(still):
+        _raise_unrepresentable("sensitivity", g, a, b, still)
+    dtype = d_ik.dtype
+    with np.errstate(over="ignore", under="ignore"):
+        e_ik = np.exp(l_ik.astype(np.float64)).astype(dtype)
+        e_kj = np.exp(l_kj.astype(np.float64)).astype(dtype)
+    lost = ~good & ((e_ik == 0) | (e_kj == 0) | np.isinf(e_ik) | np.isinf(e_kj))
+    if np.any(lost):
+        i = v.first_index(lost)
+        warnings.warn(
+            f"prefjax.sensitivity: at p_ik{v.fmt_index(i)} a derivative lies outside the range "
+            f"of {dtype} (log d_ik = {float(l_ik[i]):.6g}, log d_kj = {float(l_kj[i]):.6g}) and "
+            f"is returned as 0 or inf. {v.precision_hint(dtype)}",
+            v.PrecisionWarning,
+            stacklevel=3,
+        )
+    return Sensitivity(
+        jnp.asarray(np.where(np.isfinite(p), p, p2)),
+        jnp.asarray(np.where(good, d_ik, e_ik)),
+        jnp.asarray(np.where(good, d_kj, e_kj)),
+    )
+
+
+def sensitivity(g, p_ik, p_kj, *, checked: bool = False) -> Sensitivity:
     """p_ij and its partial derivatives w.r.t. p_ik and p_kj, by autodiff (Lemma 1, Eq. (2)).
 
     dp_ij/dp_ik = g'(g^-1(p_ik) + g^-1(p_kj)) / g'(g^-1(p_ik))   (Eq. (2): A1 * A2)
@@ -124,17 +209,32 @@ def sensitivity(g, p_ik, p_kj) -> Sensitivity:
     Precision: in float64, inputs as close as 1e-300 to 0 and 1e-16 to 1 are exact inputs and
     the results keep nearly full relative precision. In float32 (JAX's default) 1 - 1e-8
     already rounds to 1; you are warned once. For probabilities beyond what float64 holds,
-    use :func:`score_sensitivity`.
+    use :func:`score_sensitivity`. Where a factor of Eq. (2) under- or overflows the dtype
+    (cauchit at p = 1e-20 in float32), the entry is recomputed from log-derivatives; a
+    derivative outside the dtype's range comes back as 0 or inf with a
+    :class:`prefjax.PrecisionWarning`. Subnormal inputs (5e-324) are refused: XLA flushes
+    them to zero.
+
+    Two tiers: concrete inputs are checked (and repaired as above); under ``jax.jit`` the
+    values are tracers, so invalid entries give NaN, unless ``checked=True``, which stages
+    the checks as :func:`jax.experimental.checkify.check`::
+
+        f = checkify.checkify(jax.jit(lambda p: prefjax.sensitivity(g, p, 0.3, checked=True)))
+        err, s = f(1.5); err.throw()   # raises: p_ik = 1.5 ... outside (0, 1)
 
     Args:
         g: a :class:`prefjax.Link` or a bare callable.
-        p_ik, p_kj: probabilities in (0, 1); arrays broadcast.
+        p_ik, p_kj: probabilities in (0, 1); arrays broadcast. float32 or float64.
+        checked: under ``jax.jit``, stage the value checks for
+            :func:`jax.experimental.checkify.checkify` (see above).
 
     Returns:
         ``Sensitivity(p_ij, d_ik, d_kj)``.
 
     Raises:
-        ValueError: as :func:`compose`. Under ``jax.jit``: NaN where an input is invalid.
+        ValueError: as :func:`compose`. Under ``jax.jit``: NaN where an input is invalid,
+            unless ``checked=True``.
+        TypeError: float16 or bfloat16 inputs.
 
     Examples:
         >>> import prefjax
@@ -144,9 +244,15 @@ def sensitivity(g, p_ik, p_kj) -> Sensitivity:
     """
     g, p_ik, p_kj = _prepare(g, p_ik, p_kj)
     out, ok = sensitivity_kernel(g, p_ik, p_kj)
-    if not v.is_traced(ok) and not bool(ok):
+    if v.is_traced(ok):  # values unknown (jit): NaN where invalid, or staged checks
+        if checked:
+            v.check_in_jit(p_ik=p_ik, p_kj=p_kj)
+        return out
+    if not bool(ok):
         v.raise_for_bad_probabilities(p_ik=p_ik, p_kj=p_kj)
-    return out
+    if v.is_traced(*out):  # under grad/jvp only: values checked, the results are tracers
+        return out
+    return _resolve(g, p_ik, p_kj, out)
 
 
 @partial(jax.jit, static_argnums=0)

@@ -86,6 +86,7 @@ class Theorem1Witness:
         return float(np.exp(np.min(log_d) - math.log(self.M)))
 
 
+@v.needs_x64("prefjax.theorem1_witness")
 def theorem1_witness(g, M, delta: float = 1.0, side: str = "upper") -> Theorem1Witness:
     """Build the objects of Theorem 1's proof for the link g and threshold M.
 

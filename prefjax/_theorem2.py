@@ -61,6 +61,7 @@ def _pairwise_area(g: Link, M: float, rtol: float) -> float:
     return float(region_area(g, M, rtol=rtol).value)
 
 
+@vd.needs_x64("prefjax.theorem2_table")
 def theorem2_table(
     links: Iterable = None,
     Ms: Sequence[float] = (2.0, 10.0),

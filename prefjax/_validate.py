@@ -1,13 +1,20 @@
 """Argument checks shared by the public entry points (rankings of the K-tuple models too).
 
-Two tiers (see STYLE.md): bad configuration or shapes raise at call time; bad *values*
-(probabilities outside (0, 1), NaN) are checked eagerly when the inputs are concrete, naming
-the argument, the value and its index. Under ``jax.jit`` the values are tracers: the checks
-are skipped and the computations return NaN where an input is invalid.
+Two tiers (see STYLE.md): bad configuration, shapes and dtypes raise at call time; bad
+*values* (probabilities outside (0, 1), NaN, subnormals) are checked eagerly when the inputs
+are concrete, naming the argument, the value and its index. Under ``jax.jit`` the values are
+tracers: the checks are skipped and the computations return NaN where an input is invalid,
+unless the entry point is asked for ``checked=True``, which stages the same checks as
+:func:`jax.experimental.checkify.check` (see :func:`check_in_jit`).
+
+Precision: :func:`require_x64` (or the :func:`needs_x64` decorator) is the one check of the
+entry points that compute in float64 only (areas, integrals, root finding, the assumption
+checks, the K-tuple numerics, fitting); it raises at once, saying how to enable x64.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 import warnings
@@ -29,12 +36,57 @@ def x64_enabled() -> bool:
     return jnp.result_type(float) == jnp.float64
 
 
+def require_x64(where: str) -> None:
+    """Raise a RuntimeError saying how to enable x64 if JAX computes in float32 now.
+
+    ``where`` names the entry point (e.g. ``"prefjax.region_area"``). Entry points whose
+    algorithms need float64 (tolerances near 1e-12, tails out to 1e-300, root finding) call it
+    first, so that float32 fails at once instead of hanging or returning noise.
+    """
+    if not x64_enabled():
+        raise RuntimeError(
+            f"{where} computes in float64, and JAX's x64 mode is disabled (it would silently "
+            'compute in float32). Enable it first: jax.config.update("jax_enable_x64", True), '
+            "or run inside `with jax.enable_x64(True):`."
+        )
+
+
+def needs_x64(where: str):
+    """Decorator: call :func:`require_x64` (``where``) before the function."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            require_x64(where)
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def check_float_dtype(name: str, x) -> None:
+    """TypeError for half-precision floats (float16, bfloat16): too coarse for the links'
+    tails, and JAX's autodiff of the mixed-precision kernels fails on them."""
+    dtype = getattr(x, "dtype", None)
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        return
+    if jnp.finfo(dtype).bits < 32:
+        raise TypeError(
+            f"{name} has dtype {jnp.dtype(dtype).name}; prefjax computes in float32 or float64 "
+            "(half precision cannot resolve probabilities beyond ~1e-3 of 0 or 1). Convert "
+            "it first with .astype(jnp.float32) (or jnp.float64, with x64 enabled)."
+        )
+
+
 def is_traced(*xs) -> bool:
     return any(isinstance(x, jax.core.Tracer) for x in xs)
 
 
 def as_float_array(name: str, x) -> jax.Array:
-    """``x`` as a floating JAX array (float64 when x64 is enabled); TypeError for non-numbers."""
+    """``x`` as a floating JAX array (float64 when x64 is enabled); TypeError for non-numbers
+    and for half-precision floats (:func:`check_float_dtype`)."""
+    check_float_dtype(name, x)
     if isinstance(x, jax.Array | jax.core.Tracer):
         if not jnp.issubdtype(x.dtype, jnp.floating):
             x = x.astype(jnp.result_type(float))
@@ -113,6 +165,57 @@ def raise_for_bad_probabilities(**arrays) -> None:
                     "than ~6e-8 to 1 round to 1; enable x64 or use score space)"
                 )
             raise ValueError(f"{name}{_fmt_index(i)} {what}{hint}")
+    raise_for_subnormal(**arrays)
+
+
+def raise_for_subnormal(**arrays) -> None:
+    """Raise a ValueError naming the first subnormal value (0 < |p| < the dtype's smallest
+    normal number), if any: XLA flushes subnormals to zero, so a computation on one would
+    silently give NaN or 0 (concrete inputs only)."""
+    for name, p in arrays.items():
+        if is_traced(p):
+            continue
+        host = np.asarray(p)
+        if not np.issubdtype(host.dtype, np.floating):
+            continue
+        tiny = np.finfo(host.dtype).tiny
+        bad = (host != 0) & (np.abs(host) < tiny)
+        if np.any(bad):
+            i = _first_index(bad)
+            hint = (
+                "Enable x64 (float64 holds probabilities down to 2.2e-308) or pass"
+                if host.dtype == np.float32
+                else "Pass"
+            )
+            raise ValueError(
+                f"{name}{_fmt_index(i)} = {float(host[i])!r} is subnormal in {host.dtype} "
+                f"(below its smallest normal number, {float(tiny)!r}); XLA flushes subnormals "
+                f"to zero, so it cannot be computed with. {hint} its score "
+                "g^-1(p) to prefjax.score_sensitivity."
+            )
+
+
+def check_in_jit(**arrays) -> None:
+    """Stage the checks of :func:`raise_for_bad_probabilities` as
+    :func:`jax.experimental.checkify.check` (for ``checked=True`` under ``jax.jit``).
+
+    The function that calls it must be run through :func:`jax.experimental.checkify.checkify`
+    (which then reports the first failed check with the value and its flat index).
+    """
+    from jax.experimental import checkify  # only on request: not loaded by ``import prefjax``
+
+    for name, p in arrays.items():
+        p = jnp.asarray(p)
+        tiny = jnp.finfo(p.dtype).tiny
+        bad = ~in_open_unit_interval(p) | (p < tiny)  # p < tiny: a subnormal (or 0)
+        i = jnp.argmax(bad.ravel())
+        checkify.check(
+            ~jnp.any(bad),
+            f"{name} = {{value}} (flat index {{index}}) is outside the open interval (0, 1), "
+            "NaN, or subnormal",
+            value=p.ravel()[i],
+            index=i,
+        )
 
 
 def check_finite(**arrays) -> None:
@@ -243,6 +346,26 @@ def check_rest(rest, omega: tuple[int, ...], u: int, v: int, n: int | None = Non
     if a in rest or b in rest:
         raise ValueError(f"rest must not contain omega[u] = {a} or omega[v] = {b}; got {rest}")
     return rest
+
+
+def precision_hint(dtype) -> str:
+    """What to do when ``dtype`` cannot represent a result: enable x64, or use score space."""
+    if np.dtype(dtype) == np.float32:
+        return (
+            'Enable x64 (jax.config.update("jax_enable_x64", True)) or pass scores '
+            "g^-1(p) to prefjax.score_sensitivity."
+        )
+    return "Pass scores g^-1(p) to prefjax.score_sensitivity."
+
+
+def first_index(mask) -> tuple[int, ...]:
+    """The index of the first True entry of a boolean host array (``()`` for a scalar)."""
+    return _first_index(np.asarray(mask))
+
+
+def fmt_index(i) -> str:
+    """``[i, j]`` for an index tuple, ``""`` for a scalar's."""
+    return _fmt_index(i)
 
 
 def _first_index(mask: np.ndarray):

@@ -32,6 +32,7 @@ def compose(p_ik, p_kj):
         >>> round(float(bt.compose(0.9801, 0.02)), 4)
         0.5013
     """
+    v.check_float_dtype("p_ik", p_ik), v.check_float_dtype("p_kj", p_kj)
     a, b = jnp.asarray(p_ik), jnp.asarray(p_kj)
     num = a * b
     return num / (num + (1.0 - a) * (1.0 - b))
@@ -43,6 +44,7 @@ def d_ik(p_ik, p_kj):
     The denominator is written as ((1 - p_ik)(1 - p_kj) + p_ik p_kj)^2, the same polynomial
     without the cancellation of the expanded form near the corners.
     """
+    v.check_float_dtype("p_ik", p_ik), v.check_float_dtype("p_kj", p_kj)
     a, b = jnp.asarray(p_ik), jnp.asarray(p_kj)
     den = (1.0 - a) * (1.0 - b) + a * b
     return b * (1.0 - b) / (den * den)
@@ -59,6 +61,7 @@ def gamma0(p_kj, M):
     Evaluated as (1 - p_kj - r) / (1 - 2 p_kj) with r = sqrt(p_kj (1 - p_kj) / M), which is the
     same number (multiply the paper's fraction by p_kj) without dividing by 1/p_kj - 2.
     """
+    v.check_float_dtype("p_kj", p_kj)
     b = jnp.asarray(p_kj)
     r = jnp.sqrt(b * (1.0 - b) / M)
     return (1.0 - b - r) / (1.0 - 2.0 * b)
@@ -82,6 +85,7 @@ def region_bounds(p_kj, M) -> RegionBounds:
         (0.9882, 1.0)
     """
     M = _check_M(M)
+    v.check_float_dtype("p_kj", p_kj)
     b = jnp.asarray(p_kj)
     g0 = gamma0(b, M)
     limit = 1.0 / (1.0 + M)
@@ -117,6 +121,7 @@ def region_area(M):
         >>> round(float(bt.region_area(2.0)), 6)
         0.073919
     """
+    v.check_float_dtype("M", M)
     M = jnp.asarray(M, dtype=jnp.result_type(float))
     if not v.is_traced(M):
         host = np.asarray(M)

@@ -97,6 +97,7 @@ def _lp(scores, idx):
     return km.pl_log_prob(scores[..., idx])
 
 
+@vd.needs_x64("prefjax.plackett_luce.log_prob")
 def log_prob(scores, omega) -> Array:
     """log p_omega of the K-tuple Plackett-Luce model (Eq. (6)), stable in log space.
 
@@ -128,6 +129,7 @@ def log_prob(scores, omega) -> Array:
     return _lp(scores, jnp.asarray(omega))
 
 
+@vd.needs_x64("prefjax.plackett_luce.prob")
 def prob(scores, omega) -> Array:
     """p_omega of the K-tuple Plackett-Luce model (Eq. (6)); ``exp`` of :func:`log_prob`.
 
@@ -166,6 +168,7 @@ def reorder(omega, u, v, rest=None) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return km.lemma5(omega, u, v_, rest)
 
 
+@vd.needs_x64("prefjax.plackett_luce.ratio")
 def ratio(scores, omega, u, v) -> Array:
     """p_omega_vu / p_omega_uv = exp(-(s_omega_u - s_omega_v)) (Lemma 5, Eq. (8)).
 
@@ -182,6 +185,7 @@ def ratio(scores, omega, u, v) -> Array:
     return jnp.exp(scores[..., omega[v_]] - scores[..., omega[u]])
 
 
+@vd.needs_x64("prefjax.plackett_luce.ratios")
 def ratios(scores, omega) -> Array:
     """All ratios of Eq. (7): r[..., l, m] = p_omega_ml / p_omega_lm = exp(s_omega_m - s_omega_l).
 
@@ -203,6 +207,7 @@ def _ratios(scores, idx):
     return jnp.exp(s[..., None, :] - s[..., :, None])
 
 
+@vd.needs_x64("prefjax.plackett_luce.prob_from_ratios")
 def prob_from_ratios(r) -> Array:
     """Eq. (7): p_omega = prod_{l<K} 1 / (1 + sum_{m>l} r[l, m]), r[l, m] = p_omega_ml / p_omega_lm.
 
@@ -261,6 +266,7 @@ def _alpha_beta(s, u: int, v_: int) -> AlphaBeta:
     return AlphaBeta(alpha, jnp.exp(jnp.sum(jnp.where(keep, log_factors, 0.0), axis=-1)))
 
 
+@vd.needs_x64("prefjax.plackett_luce.alpha_beta")
 def alpha_beta(scores, omega, u, v) -> AlphaBeta:
     """alpha and beta of Eq. (10), such that p_omega = beta / (alpha + p_omega_vu / p_omega_uv).
 
@@ -283,6 +289,7 @@ def alpha_beta(scores, omega, u, v) -> AlphaBeta:
     return _alpha_beta(scores[..., jnp.asarray(omega)], u, v_)
 
 
+@vd.needs_x64("prefjax.plackett_luce.compose")
 def compose(p_uv, p_vu, alpha, beta) -> Array:
     """Eq. (7) with the other ratios folded into alpha and beta: p_omega = beta p_uv / (alpha p_uv + p_vu).
 
@@ -294,10 +301,12 @@ def compose(p_uv, p_vu, alpha, beta) -> Array:
         >>> float(pl.compose(0.25, 0.25, 1.0, 1.0))   # K = 2: p_uv / (p_uv + p_vu)
         0.5
     """
+    vd.check_float_dtype("p_uv", p_uv), vd.check_float_dtype("p_vu", p_vu)
     x, y = jnp.asarray(p_uv), jnp.asarray(p_vu)
     return beta * x / (alpha * x + y)
 
 
+@vd.needs_x64("prefjax.plackett_luce.d_uv")
 def d_uv(p_uv, p_vu, alpha, beta) -> Array:
     """Eq. (9): dp_omega / dp_omega_uv = beta p_vu / (alpha p_uv + p_vu)^2 (> 0).
 
@@ -306,11 +315,13 @@ def d_uv(p_uv, p_vu, alpha, beta) -> Array:
         >>> round(float(pl.d_uv(0.01, 0.02, 1.0, 1.0)), 10)   # 0.02 / 0.03^2
         22.2222222222
     """
+    vd.check_float_dtype("p_uv", p_uv), vd.check_float_dtype("p_vu", p_vu)
     x, y = jnp.asarray(p_uv), jnp.asarray(p_vu)
     den = alpha * x + y
     return beta * y / (den * den)
 
 
+@vd.needs_x64("prefjax.plackett_luce.d_vu")
 def d_vu(p_uv, p_vu, alpha, beta) -> Array:
     """Eq. (9): dp_omega / dp_omega_vu = -beta p_uv / (alpha p_uv + p_vu)^2 (< 0).
 
@@ -319,6 +330,7 @@ def d_vu(p_uv, p_vu, alpha, beta) -> Array:
         >>> round(float(pl.d_vu(0.01, 0.02, 1.0, 1.0)), 10)   # -0.01 / 0.03^2
         -11.1111111111
     """
+    vd.check_float_dtype("p_uv", p_uv), vd.check_float_dtype("p_vu", p_vu)
     x, y = jnp.asarray(p_uv), jnp.asarray(p_vu)
     den = alpha * x + y
     return -beta * x / (den * den)
@@ -344,6 +356,7 @@ class KSensitivity(NamedTuple):
 METHODS = ("closed_form", "autodiff")
 
 
+@vd.needs_x64("prefjax.plackett_luce.sensitivity")
 def sensitivity(scores, omega, u, v, method: str = "closed_form", rest=None) -> KSensitivity:
     """dp_omega/dp_omega_uv and dp_omega/dp_omega_vu at given scores (Eq. (9), Lemma 5).
 
@@ -430,6 +443,7 @@ def _check_ab(alpha, beta):
     return alpha, beta
 
 
+@vd.needs_x64("prefjax.plackett_luce.region_bounds")
 def region_bounds(M, alpha, beta, wrt: str = "uv", *, at) -> RegionBounds:
     """Eq. (11) (wrt="uv") or Eq. (12) (wrt="vu"): where |Eq. (9)| > M.
 
@@ -475,6 +489,7 @@ def region_bounds(M, alpha, beta, wrt: str = "uv", *, at) -> RegionBounds:
     return RegionBounds(jnp.where(inside, low, jnp.nan), jnp.where(inside, high, jnp.nan), limit)
 
 
+@vd.needs_x64("prefjax.plackett_luce.region_area")
 def region_area(M, alpha, beta, wrt: str = "uv") -> Array:
     """Proposition 2: A(Omega_M(p_omega, p_omega_uv)) = beta^2 / (6 alpha M^2); wrt="vu":
     beta^2 / (6 alpha^3 M^2).
@@ -541,6 +556,7 @@ def _ray_radius(w, M, ab, wrt_uv: bool):
     return jnp.exp(jnp.where(f_max > 0, log_qmax, root))
 
 
+@vd.needs_x64("prefjax.plackett_luce.numeric_region_area")
 def numeric_region_area(M, alpha, beta, wrt: str = "uv", rtol: float = 1e-12) -> AreaEstimate:
     """A(Omega_M) of the paper's view inside the unit square, computed numerically.
 
@@ -616,6 +632,7 @@ def _robustness_kernel(s, M, u: int, v_: int, power: int):
     return alpha, beta, beta * beta / (6.0 * alpha**power * M * M)
 
 
+@vd.needs_x64("prefjax.plackett_luce.robustness_vs_k")
 def robustness_vs_k(scores, M=2.0, u=0, v=1, order=None, wrt: str = "uv") -> RobustnessVsK:
     """Section 3.2: how alpha, beta and A(Omega_M) change as the tuple grows, for given scores.
 

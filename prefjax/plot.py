@@ -32,6 +32,7 @@ def _figure(width: float, height: float):
     return Figure(figsize=(width, height), layout="constrained")
 
 
+@vd.needs_x64("prefjax.plot.sensitive_regions")
 def sensitive_regions(g, Ms: Sequence[float] = (1.01, 2, 3, 5, 10), n: int = 400):
     """Figure 1 for any link: Omega_M(p_ij, p_ik) and Omega_M(p_ij, p_kj) for several M.
 
@@ -81,6 +82,7 @@ def sensitive_regions(g, Ms: Sequence[float] = (1.01, 2, 3, 5, 10), n: int = 400
     return fig
 
 
+@vd.needs_x64("prefjax.plot.pl_regions")
 def pl_regions(alpha=1.01, beta=0.99, Ms: Sequence[float] = FIG2_MS, n: int = 400):
     """Figure 2: Omega_M(p_omega, p_omega_uv) and Omega_M(p_omega, p_omega_vu) (Eqs. (11)-(12)).
 
@@ -143,6 +145,7 @@ def pl_regions(alpha=1.01, beta=0.99, Ms: Sequence[float] = FIG2_MS, n: int = 40
     return fig
 
 
+@vd.needs_x64("prefjax.plot.area_vs_k")
 def area_vs_k(
     scores=None,
     Ms: Sequence[float] = (2.0, 5.0, 10.0),

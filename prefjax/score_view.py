@@ -46,6 +46,7 @@ __all__ = [
 # --- the random-utility family ------------------------------------------------------------
 
 
+@vd.needs_x64("prefjax.score_view.random_utility_log_prob")
 def random_utility_log_prob(
     scores, omega, noise: str = "normal", cells: int = km.DEFAULT_CELLS, nodes: int = 8
 ) -> Array:
@@ -92,6 +93,7 @@ def _ru(scores, idx, noise, cells, nodes):
     return km.ru_log_prob(scores[..., idx], noise, cells, nodes)
 
 
+@vd.needs_x64("prefjax.score_view.random_utility_prob")
 def random_utility_prob(
     scores, omega, noise: str = "normal", cells: int = km.DEFAULT_CELLS, nodes: int = 8
 ) -> Array:
@@ -173,6 +175,7 @@ def _indices(rankings):
     return [jnp.asarray(t) for t in rankings]
 
 
+@vd.needs_x64("prefjax.score_view.implied_sensitivity")
 def implied_sensitivity(scores, target, coords, vary, *, model="plackett_luce") -> ScoreView:
     """The score-based view for any three rankings: dp_target/dp_a and dp_target/dp_b.
 
@@ -206,6 +209,7 @@ def implied_sensitivity(scores, target, coords, vary, *, model="plackett_luce") 
     return _implied_kernel(km.make_model(model), scores, *_indices(rankings))
 
 
+@vd.needs_x64("prefjax.score_view.score_view_sensitivity")
 def score_view_sensitivity(scores, omega, u, v, *, model="plackett_luce", rest=None) -> ScoreView:
     """The score-based view of Eq. (9): move s_omega_u and s_omega_v, hold the others fixed.
 
@@ -251,6 +255,7 @@ def _area(scores, rankings, M, wrt: str, names: tuple[str, str], model, rtol) ->
     return AreaEstimate(value, error, "score-view", n_evals)
 
 
+@vd.needs_x64("prefjax.score_view.implied_area")
 def implied_area(
     scores, target, coords, vary, M, wrt: str = "a", *, model="plackett_luce", rtol=None
 ) -> AreaEstimate:
@@ -295,6 +300,7 @@ def implied_area(
     return _area(scores, rankings, M, wrt, ("a", "b"), model, rtol)
 
 
+@vd.needs_x64("prefjax.score_view.score_view_area")
 def score_view_area(
     scores, omega, u, v, M, wrt: str = "uv", *, model="plackett_luce", rest=None, rtol=None
 ) -> AreaEstimate:
