@@ -230,7 +230,7 @@ class RunSpec(NamedTuple):
 # The CPU presets train as the convergence study in docs/llm_training.md chose: the paper's
 # beta' = 0.1 and one epoch, on 200 pairs (so that p12 = 0.99 is 99 of the 100 rows of (o1, o2)),
 # in batches of 8 (25 optimizer steps; LoRA at a constant 2e-4 moves the log-odds by about 1.6
-# per step, so the dominant pair lands near 1 - 1e-10 and the others part of the way to DPO's
+# per step, so the dominant pair lands near 1 - 1e-17 and the others part of the way to DPO's
 # optimum). About 2 minutes a run on this project's 2-core CPU.
 _CPU_TRAIN = {"batch_size": 8, "beta": 0.1}
 

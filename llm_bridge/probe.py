@@ -1,7 +1,7 @@
 """Measure the preference a language model has learned: ``probe(model, tokenizer, a, b)``.
 
-Each method estimates P(a preferred to b) and returns a ``ProbeResult(p, ci_low, ci_high,
-method, n, details)``:
+Each method estimates P(a preferred to b) and returns a ``ProbeResult(p, logit, ci_low, ci_high,
+method, n, count, details)``:
 
 * ``"likelihood"`` (default, exact): for a question q, the probability the model gives to the 30
   answer templates preferring ``a``, normalised by the probability of all 60 template answers

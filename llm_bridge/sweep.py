@@ -30,8 +30,9 @@ jobs) all run. ``run_sweep(config, executor="ray")`` places the attempts with on
 driver here decides what is pending, rebuilds the results after each finished run and shows
 progress, whichever executor runs them.
 
-Presets (``PRESETS``): ``"quick"`` fits a laptop CPU and ``"paper"`` is Section 4 / Appendix C
-on a GPU (six orders x 21 p23 values x 3 seeds, the paper's training settings, 200 sampled
+Presets (``PRESETS``, in ``_grid``): ``"quick"`` fits a laptop CPU (8 runs), ``"cpu-full"`` is the
+paper's p23 grid with two seeds at the quick preset's training (42 runs, hours on a CPU) and
+``"paper"`` is Section 4 / Appendix C on a GPU (six orders x 21 p23 values x 3 seeds, the paper's training settings, 200 sampled
 answers and the likelihood probe).
 """
 

@@ -23,8 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default="report", help="output folder (default: report)")
     rep.add_argument("--no-llm", action="store_true", help="skip the LLM sweep and Figure 3")
     rep.add_argument(
-        "--preset", default="quick", choices=("quick", "paper"),
-        help="LLM sweep preset: quick (CPU, ~15 min) or paper (GPU, the paper's grid)",
+        "--preset", default="quick", choices=("quick", "cpu-full", "paper"),
+        help="LLM sweep preset: quick (CPU, 8 runs, ~20 min), cpu-full (CPU, 42 runs, hours) "
+        "or paper (GPUs, the paper's 378 runs)",
     )  # fmt: skip
     rep.add_argument("--model", default="smollm2", help="model for the sweep (default: smollm2)")
     rep.add_argument("--quiet", action="store_true", help="no progress output")

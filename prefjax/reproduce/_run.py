@@ -152,7 +152,7 @@ def run(
     Args:
         out: output folder (created).
         llm: run the LLM sweep (``llm-bridge sweep``) and Figure 3; ``False`` skips it.
-        preset: the sweep preset, "quick" (CPU) or "paper" (GPU).
+        preset: the sweep preset, "quick" or "cpu-full" (CPU) or "paper" (GPUs).
         model: the model the sweep trains.
         progress: print progress.
 
