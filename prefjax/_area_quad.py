@@ -34,8 +34,9 @@ _F_ROUNDING = 16 * 2.0**-52  # rounding allowance of log g'(u + c) - log g'(u), 
 _QUAD_ROUNDING = 256 * 2.0**-52  # rounding floor of the area's error bar, relative
 _EPS = 2.0**-52
 _RTOL_FLOOR = 4 * _QUAD_ROUNDING  # the smallest rtol asked of the quadrature (2.3e-13)
-_N_FAR = 32  # extra grid points per side beyond p_ik = 2.9e-20, for large M
+_N_FAR = 64  # extra grid points per side beyond p_ik = 2.9e-20, for large M
 _T_FLOOR = 690.0  # the far grid stops at p_ik = sigma(-690) = 2.6e-300 (normal floats)
+_HEAVY = 48  # most extra (log-spaced) breaks where the area lives at small s
 _MAX_SLICES = 100_000  # slices one area may evaluate in its quadrature (~5 s on one core)
 
 
@@ -163,10 +164,12 @@ def _slice_lengths(g: Link, s, log_m, u_grid):
 
 
 def _far_t(M: float) -> float:
-    """How far (in t = logit p_ik) the grid reaches: to p_ik ~ 1e-20 / M, where the region of
-    every link with a tail at least as light as 1/x (its slices end near p_ik ~ 1/M for light
-    tails, ~M^-1/2 for Cauchy) has ended; at most to p_ik = 2.6e-300."""
-    return min(_T_MAX + 1.05 * math.log(max(M, 1.0)) + 5.0, _T_FLOOR)
+    """How far (in t = logit p_ik) the grid reaches: to p_ik ~ 1e-20 / M^2, at most to
+    p_ik = 2.6e-300. Slices ending below that carry a share of the area below ~1e-20: the
+    area is at most ~1/M^2 times a constant (logistic: 1/(3 M^2); the slices of the light
+    tails end near p_ik ~ 1/M where most of the area is, but those of probit's at p_kj
+    nearer 1/2 end much lower, at p_ik ~ M^-1.3 for M = 1e100, and still count)."""
+    return min(_T_MAX + 2.05 * math.log(max(M, 1.0)) + 5.0, _T_FLOOR)
 
 
 def _score_grid(g: Link, M: float = 1.0):
@@ -235,13 +238,21 @@ def quad_area(g: Link, M: float, wrt: str, *, n=None, seed=0, rtol: float = 1e-1
     # square-root singularity. Find them on a scan (geometric below, for the corners, and
     # linear) and narrow each bracket by 65^6 = 7.5e10 (6 rounds of 64 points).
     s_top = math.sqrt(0.5)
-    scan = np.unique(
-        np.concatenate([np.geomspace(_s_low(M), s_top, 256), np.linspace(0, s_top, 385)[1:]])
-    )
+    geo = np.geomspace(_s_low(M), s_top, 256)
+    scan = np.unique(np.concatenate([geo, np.linspace(0, s_top, 385)[1:]]))
     found, half = qd.find_breaks(
         lambda s: slices(s)[1], scan, rounds=6, points=64, return_half_widths=True
     )
-    breaks = np.unique(np.concatenate([[0.0, s_top], found]))
+    # Where the area lives: at large M it may sit in a few geometric scan cells (probit at
+    # M = 1e100: slices of 1e-102 at s ~ 1e-50, nothing a GK node at s ~ 1e-3 would see).
+    # The scan points where l(s) s^2 (the mass per unit of log s) is within 1e-18 of its
+    # largest become breaks too, so the quadrature starts on a log-spaced partition there.
+    # Only below s = 0.01, where a piece may be many decades wide, and at most _HEAVY of them.
+    low = geo[geo < 0.01]
+    mass = slices(low)[0] * low * low
+    heavy = low[mass >= 1e-18 * mass.max()] if mass.size and mass.max() > 0 else low[:0]
+    heavy = heavy[:: -(-heavy.size // _HEAVY)] if heavy.size else heavy
+    breaks = np.unique(np.concatenate([[0.0, s_top], found, heavy]))
     p, q = breaks[:-1], breaks[1:]
     _, mid_count, _ = slices(0.5 * (p + q))
     p, q = p[mid_count > 0], q[mid_count > 0]  # pieces where the region has slices
