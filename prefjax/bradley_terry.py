@@ -59,6 +59,7 @@ def gamma0(p_kj, M):
     Evaluated as (1 - p_kj - r) / (1 - 2 p_kj) with r = sqrt(p_kj (1 - p_kj) / M), which is the
     same number (multiply the paper's fraction by p_kj) without dividing by 1/p_kj - 2.
     """
+    v.refuse_bool_or_str("M", M)
     b = jnp.asarray(p_kj)
     r = jnp.sqrt(b * (1.0 - b) / M)
     return (1.0 - b - r) / (1.0 - 2.0 * b)
@@ -117,6 +118,7 @@ def region_area(M):
         >>> round(float(bt.region_area(2.0)), 6)
         0.073919
     """
+    v.refuse_bool_or_str("M", M)
     M = jnp.asarray(M, dtype=jnp.result_type(float))
     if not v.is_traced(M):
         host = np.asarray(M)
