@@ -118,7 +118,7 @@ def is_area(g: Link, M: float, wrt: str, *, n=None, seed=0, rtol=None) -> AreaEs
     the pilot's hit distances (see _IS_BOXES), and the histogram of those cells (the weights
     vary little over the region, and a reach the pilot underestimated is still covered). The
     estimate and its error come from the main stage alone."""
-    n = 1_000_000 if n is None else vd.check_n(n, "is", minimum=100)
+    n = 1_000_000 if n is None else vd.check_n(n, "is", minimum=100, maximum=10**9)
     row = 0 if wrt == "ik" else 1
     key_pilot, key = jax.random.split(jax.random.key(int(seed)))
     log_m = jnp.asarray(math.log(M))

@@ -20,7 +20,7 @@ def mc_area(g: Link, M: float, wrt: str, *, n=None, seed=0, rtol=None) -> AreaEs
 
     error = MC_SIGMAS standard errors (of the binomial fraction, at least that of one hit).
     """
-    n = 1_000_000 if n is None else vd.check_n(n, "mc", minimum=100)
+    n = 1_000_000 if n is None else vd.check_n(n, "mc", minimum=100, maximum=10**9)
     key = jax.random.key(int(seed))
     hits = 0
     tiny = float(jnp.finfo(jnp.result_type(float)).tiny)

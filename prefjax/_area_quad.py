@@ -32,6 +32,12 @@ _SLICE_CHUNK = 256  # slices per compiled call (two shapes compiled per link)
 _SMALL_CHUNK = 64
 _F_ROUNDING = 16 * 2.0**-52  # rounding allowance of log g'(u + c) - log g'(u), relative
 _QUAD_ROUNDING = 256 * 2.0**-52  # rounding floor of the area's error bar, relative
+_EPS = 2.0**-52
+_RTOL_FLOOR = 4 * _QUAD_ROUNDING  # the smallest rtol asked of the quadrature (2.3e-13)
+_N_FAR = 64  # extra grid points per side beyond p_ik = 2.9e-20, for large M
+_T_FLOOR = 690.0  # the far grid stops at p_ik = sigma(-690) = 2.6e-300 (normal floats)
+_HEAVY = 48  # most extra (log-spaced) breaks where the area lives at small s
+_MAX_SLICES = 100_000  # slices one area may evaluate in its quadrature (~5 s on one core)
 
 
 def _interval_length(g: Link, a, b):
@@ -143,35 +149,75 @@ def _slice_lengths(g: Link, s, log_m, u_grid):
     lengths = _interval_length(g, pairs[..., 0], pairs[..., 1])
     total = jnp.sum(jnp.where(jnp.isnan(lengths), 0.0, lengths), axis=1)
     pieces = jnp.sum(~jnp.isnan(pairs[..., 0]), axis=1)  # intervals in the slice's set
-    return total, overflow, pieces
+    # What rounding leaves of each slice's length: a root r is known to about the rounding
+    # of F over its slope (taken as 1) plus the spacing of floats at r and at r + c (u + c
+    # cancels when u ~ -c, as for the heavy tails at large M); g'(r) carries that into p_ik.
+    # Summed over the roots, plus the rounding of the g values themselves.
+    r_ok = valid & jnp.isfinite(roots)
+    r = jnp.where(r_ok, roots, 0.0)
+    la, lb = g.log_derivative(r + c[:, None]), g.log_derivative(r)
+    shift = _F_ROUNDING * (2.0 + jnp.abs(r) + jnp.abs(c)[:, None] + jnp.abs(la) + jnp.abs(lb))
+    dl = jnp.where(r_ok, g.derivative(r) * shift, 0.0)
+    small = jnp.where(r_ok, jnp.minimum(g(r), g(-r)), 0.0)
+    rounding = jnp.sum(dl + 4.0 * _EPS * small, axis=1)
+    return total, overflow, pieces, rounding
 
 
-def _score_grid(g: Link):
-    """Scores u = g^-1(p_ik) at p_ik = sigma(t), t evenly spaced in [-45, 45] (N even).
+def _far_t(M: float) -> float:
+    """How far (in t = logit p_ik) the grid reaches: to p_ik ~ 1e-20 / M^2, at most to
+    p_ik = 2.6e-300. Slices ending below that carry a share of the area below ~1e-20: the
+    area is at most ~1/M^2 times a constant (logistic: 1/(3 M^2); the slices of the light
+    tails end near p_ik ~ 1/M where most of the area is, but those of probit's at p_kj
+    nearer 1/2 end much lower, at p_ik ~ M^-1.3 for M = 1e100, and still count)."""
+    return min(_T_MAX + 2.05 * math.log(max(M, 1.0)) + 5.0, _T_FLOOR)
+
+
+def _score_grid(g: Link, M: float = 1.0):
+    """Scores u = g^-1(p_ik) at p_ik = sigma(t): N points with t evenly spaced in [-45, 45]
+    and _N_FAR more per side evenly spaced out to |t| = :func:`_far_t` (large M).
 
     The upper half is the mirror image of the lower (Lemma 4), so only p_ik <= 1/2 is
     inverted and no value near 1 is rounded.
     """
-    t = np.linspace(-_T_MAX, 0.0, _N_GRID // 2, endpoint=False)
+    far = np.linspace(-_far_t(M), -_T_MAX, _N_FAR, endpoint=False)
+    t = np.concatenate([far, np.linspace(-_T_MAX, 0.0, _N_GRID // 2, endpoint=False)])
     u_lower = np.asarray(g.inverse(jnp.asarray(1.0 / (1.0 + np.exp(-t)))))
     return jnp.asarray(np.concatenate([u_lower, -u_lower[::-1]]))
+
+
+def _s_low(M: float) -> float:
+    """The smallest s (p_kj = 1 - s^2) the breakpoint scan looks at: 1e-8 up to M = 1e8 (below
+    it float64 sees no area at moderate M), 1e-4 / sqrt(M) beyond (the region of a light tail
+    ends near s ~ M^-1/2, that of a Cauchy tail near M^-1/4), never below 1e-150 (s^2 stays a
+    normal float)."""
+    return max(min(1e-8, 1e-4 / math.sqrt(M)), 1e-150)
 
 
 def quad_area(g: Link, M: float, wrt: str, *, n=None, seed=0, rtol: float = 1e-10) -> AreaEstimate:
     """``method="quad"``: the slices' lengths l(p_kj), integrated by adaptive Gauss-Kronrod.
 
     By the symmetry of Lemma 1 both ``wrt`` have the same area; ``n`` and ``seed`` are unused.
+    An rtol below the method's rounding floor (_RTOL_FLOOR) is raised to it with a warning.
+
+    Large M: the region shrinks into the corners (p_ik -> 0, p_kj -> 1 and its mirror), to
+    slices at s ~ M^-1/2 (logistic) of length ~1/M. The score grid then reaches out to
+    p_ik ~ 1e-20/M (:func:`_score_grid`), the scan starts at s ~ 1e-4 M^-1/2 (:func:`_s_low`),
+    and the integrand is scaled by 1 / s_max^2 (s_max the largest break) so that it stays a
+    normal float where the area itself, ~1/(3 M^2), underflows (M > 1e154): the area is
+    then the correctly rounded subnormal or 0, with an error bar of at least the spacing of
+    subnormals.
     """
-    rtol = vd.check_positive_number("rtol", rtol)
-    atol, max_rounds = 1e-300, 60
-    u_grid = _score_grid(g)
+    rtol = qd.floor_rtol(
+        vd.check_positive_number("rtol", rtol), _RTOL_FLOOR, "quadrature of method='quad'"
+    )
+    u_grid = _score_grid(g, M)
     log_m = jnp.asarray(math.log(M))
     n_evals = 0
 
     def slices(s):
-        """Slice lengths l(p_kj) and interval counts at p_kj = 1 - s^2."""
+        """Slice lengths l(p_kj), interval counts and rounding of the lengths at p_kj = 1 - s^2."""
         nonlocal n_evals
-        lengths, overflow, count = qd.in_chunks(
+        lengths, overflow, count, rounding = qd.in_chunks(
             lambda chunk: _slice_lengths(g, chunk, log_m, u_grid),
             s,
             (_SMALL_CHUNK, _SLICE_CHUNK),
@@ -182,48 +228,80 @@ def quad_area(g: Link, M: float, wrt: str, *, n=None, seed=0, rtol: float = 1e-1
                 f"the sensitivity of link {g.name!r} crosses M = {M} more than {_MAX_ROOTS} "
                 "times along one slice; method='quad' does not handle such links, use 'grid'"
             )
-        n_evals += int(s.size) * (_N_GRID + 2 * _GOLDEN * _MAX_EXTREMA + _BISECT * _MAX_ROOTS)
-        return lengths, count
+        n_evals += int(s.size) * (
+            u_grid.shape[0] + 2 * _GOLDEN * _MAX_EXTREMA + _BISECT * _MAX_ROOTS
+        )
+        return lengths, count, rounding
 
     # Breakpoints: wherever the slices' sets change shape (an interval appears, vanishes or
     # splits, e.g. the region's edge at p_kj = M/(M+1) for logistic), l has a kink or a
-    # square-root singularity. Find them on a 512-point scan and narrow each to ~1e-10
-    # (4 rounds of 64 points narrow a bracket by 2e7).
+    # square-root singularity. Find them on a scan (geometric below, for the corners, and
+    # linear) and narrow each bracket by 65^6 = 7.5e10 (6 rounds of 64 points).
     s_top = math.sqrt(0.5)
-    # (Below s = 1e-8, i.e. p_kj within 1e-16 of 1, the slices carry no area float64 can see:
-    # shape changes there are not worth breakpoints.)
-    scan = np.unique(
-        np.concatenate([np.geomspace(1e-8, s_top, 128), np.linspace(0, s_top, 385)[1:]])
+    geo = np.geomspace(_s_low(M), s_top, 256)
+    scan = np.unique(np.concatenate([geo, np.linspace(0, s_top, 385)[1:]]))
+    found, half = qd.find_breaks(
+        lambda s: slices(s)[1], scan, rounds=6, points=64, return_half_widths=True
     )
-    found = qd.find_breaks(lambda s: slices(s)[1], scan, rounds=4, points=64)
-    breaks = np.unique(np.concatenate([[0.0, s_top], found]))
+    # Where the area lives: at large M it may sit in a few geometric scan cells (probit at
+    # M = 1e100: slices of 1e-102 at s ~ 1e-50, nothing a GK node at s ~ 1e-3 would see).
+    # The scan points where l(s) s^2 (the mass per unit of log s) is within 1e-18 of its
+    # largest become breaks too, so the quadrature starts on a log-spaced partition there.
+    # Only below s = 0.01, where a piece may be many decades wide, and at most _HEAVY of them.
+    low = geo[geo < 0.01]
+    mass = slices(low)[0] * low * low
+    heavy = low[mass >= 1e-18 * mass.max()] if mass.size and mass.max() > 0 else low[:0]
+    heavy = heavy[:: -(-heavy.size // _HEAVY)] if heavy.size else heavy
+    breaks = np.unique(np.concatenate([[0.0, s_top], found, heavy]))
     p, q = breaks[:-1], breaks[1:]
-    _, mid_count = slices(0.5 * (p + q))
+    _, mid_count, _ = slices(0.5 * (p + q))
     p, q = p[mid_count > 0], q[mid_count > 0]  # pieces where the region has slices
+    if p.size == 0:
+        # No slice of the scan meets the region: what may hide is below the scan's first point
+        # (the strip p_kj > 1 - s_low^2 and its mirror) or between two scan points.
+        return AreaEstimate(0.0, 2.0 * _s_low(M) ** 2 + 2.0**-1074, "quad", n_evals)
+    scale = float(q.max())  # the integrand is divided by scale^2 (see the docstring)
 
     # On each piece [p, q], s = p + (q - p)(3 tau^2 - 2 tau^3): ds/dtau vanishes at both ends,
     # which turns a square-root onset there into a smooth function of tau.
-    def integrand(tau, p, q):
+    def integrand(tau, p, q, which=0):
         s = p + (q - p) * tau * tau * (3 - 2 * tau)
-        lengths, _ = slices(s)
-        return lengths * 2 * s * 6 * tau * (1 - tau) * (q - p)
+        out = slices(s)
+        return out[which] * (2 * s / scale) * 6 * tau * (1 - tau) * ((q - p) / scale)
 
-    # Each piece starts as four intervals of tau and gets its share of the domain's budget;
-    # every final interval is bisected once more to check the estimate.
+    # Each piece starts as four intervals of tau and gets its share of the domain's budget.
     start = np.linspace(0.0, 1.0, 5)
+    a0, b0 = np.tile(start[:-1], p.size), np.tile(start[1:], p.size)
+    aux = (np.repeat(p, 4), np.repeat(q, 4))
+    # What rounding leaves of the area (scaled): no quadrature can resolve below it, so it is
+    # the absolute floor of the budget and part of the error bar.
+    floor = float(qd.gk_rule(lambda t, p, q: integrand(t, p, q, which=2), a0, b0, aux)[0].sum())
+    # Every final interval is bisected once more to check the estimate.
     value, error, _ = qd.adaptive_gk(
         integrand,
-        np.tile(start[:-1], p.size),
-        np.tile(start[1:], p.size),
+        a0,
+        b0,
         rtol=rtol,
-        atol=atol,
+        atol=max(floor, 1e-300),
         share=np.repeat(q - p, 4) / max(float((q - p).sum()), 1e-300),
-        aux=(np.repeat(p, 4), np.repeat(q, 4)),
-        max_rounds=max_rounds,
+        aux=aux,
+        max_rounds=60,
+        max_evals=_MAX_SLICES,
         verify=True,
         what="area (method='quad')",
     )
+    # A break known to within its bracket: the integrand over the bracket is at most its
+    # width times the larger of the ends' values (the slices are monotone there).
+    ends = np.concatenate([found - half, found + half])
+    if ends.size:
+        ends = np.clip(ends, 0.0, s_top)
+        l_ends = slices(ends)[0]
+        f_ends = l_ends * 2 * ends / scale / scale
+        error += float(np.sum(2 * half * np.maximum(*np.split(f_ends, 2))))
     # Rounding floor: slice ends are roots of F, which is known to 16 ulps of |log g'| ~ 50.
-    error += _QUAD_ROUNDING * abs(value)
-    # Point symmetry: the half p_kj < 1/2 has the same area.
-    return AreaEstimate(float(2.0 * value), float(2.0 * error), "quad", n_evals)
+    error += _QUAD_ROUNDING * abs(value) + floor
+    # Point symmetry: the half p_kj < 1/2 has the same area. The area's own rounding to
+    # float64 (subnormal when the area is below 2.2e-308) is the last part of the error.
+    value, error = 2.0 * value * scale * scale, 2.0 * error * scale * scale
+    error += 4 * _EPS * value + 2.0**-1074
+    return AreaEstimate(float(value), float(error), "quad", n_evals)

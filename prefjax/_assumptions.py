@@ -148,7 +148,7 @@ def check_assumptions(g) -> AssumptionReport:
         _check_increasing(core, g_core, tail, g_tail_neg, g_tail_pos, dg_core, dg_tail, eps),
         _check_limits(tail, g_tail_neg, g_tail_pos),
         _check_symmetry(core, g_core, tail, g_tail_neg, g_tail_pos, eps),
-        _check_differentiable(core, dg_core, dg_tail, fd, fine, dg_fine),
+        _check_differentiable(core, tail, dg_core, dg_tail, fd, fine, dg_fine),
     ]
     return AssumptionReport(name, tuple(checks))
 
@@ -173,8 +173,11 @@ def _check_increasing(core, g_core, tail, g_tail_neg, g_tail_pos, dg_core, dg_ta
             f"g decreases by {-diffs[i]:.3g} between x = {xs[i]:.6g} and x = {xs[i + 1]:.6g}",
         )
     # Strictness where any reasonably written g resolves its increments.
+    # Neighbours closer than 1e-9 relative (the core grid and the tails both hold x = -1e-3,
+    # rounded apart by 2e-15) are one point: no g resolves an increment that small.
     resolvable = (gs[:-1] > 1e-8) & (gs[1:] < 1 - 1e-8)
-    flat = resolvable & (diffs == 0) & (np.diff(xs) > 0)
+    apart = np.diff(xs) > 1e-9 * np.maximum(1.0, np.abs(xs[:-1]))
+    flat = resolvable & (diffs == 0) & apart
     if np.any(flat):
         i = int(np.argmax(flat))
         return AssumptionCheck(
@@ -184,8 +187,12 @@ def _check_increasing(core, g_core, tail, g_tail_neg, g_tail_pos, dg_core, dg_ta
             f"g is constant ({gs[i]:.6g}) between x = {xs[i]:.6g} and x = {xs[i + 1]:.6g}",
         )
     dg = np.concatenate([dg_core, dg_tail])
-    if np.any(dg < 0):
-        return AssumptionCheck(2, name, False, f"g' is negative somewhere (min {dg.min():.3g})")
+    dx = np.concatenate([core, tail, -tail])
+    if np.any(dg < 0):  # NaN compares False: a NaN g' is Assumption 5's to report
+        i = int(np.argmin(np.where(dg < 0, dg, np.inf)))
+        return AssumptionCheck(
+            2, name, False, f"g' is negative somewhere: g'({dx[i]:.6g}) = {dg[i]:.3g}"
+        )
     return AssumptionCheck(
         2, name, True, f"increasing at {xs.size} points in [-1e300, 1e300], g' >= 0"
     )
@@ -229,11 +236,20 @@ def _check_symmetry(core, g_core, tail, g_tail_neg, g_tail_pos, eps):
     )
 
 
-def _check_differentiable(core, dg_core, dg_tail, fd, fine, dg_fine):
+def _check_differentiable(core, tail, dg_core, dg_tail, fd, fine, dg_fine):
     name = "continuously differentiable"
     dg = np.concatenate([dg_core, dg_tail])
     if np.any(~np.isfinite(dg)):
-        return AssumptionCheck(5, name, False, "g' is not finite somewhere on the grid")
+        xs = np.concatenate([core, tail, -tail])
+        bad = ~np.isfinite(dg)
+        i = int(np.argmax(bad))
+        return AssumptionCheck(
+            5,
+            name,
+            False,
+            f"g'({xs[i]:.6g}) = {dg[i]} is not finite ({int(bad.sum())} of {dg.size} grid "
+            f"points, |x| from {np.abs(xs[bad]).min():.3g} to {np.abs(xs[bad]).max():.3g})",
+        )
     scale = max(float(np.max(dg_core)), 1e-300)
     fd_err = np.abs(fd - dg_core)
     i = int(np.argmax(fd_err))

@@ -51,6 +51,88 @@ def _inverse_with_jvp(inverse: Callable, derivative: Callable) -> Callable:
     return inverse
 
 
+def _dlog(log_derivative: Callable, x):
+    """(log g')'(x) by forward-mode autodiff, elementwise."""
+    return jax.jvp(log_derivative, (x,), (jnp.ones_like(x),))[1]
+
+
+def _signed_exp(sign, log_abs):
+    """sign * exp(log_abs), 0 where sign is 0 (even where log_abs is +-inf or NaN)."""
+    return jnp.where(sign == 0, 0.0, sign * jnp.exp(jnp.where(sign == 0, 0.0, log_abs)))
+
+
+_LOG_FD_STEP = 2.0**-14  # relative step of the log-space central difference below
+
+
+def log_derivative_from(fn: Callable, derivative: Callable) -> Callable:
+    """log g'(x) for a link given by g and g': log(g'(x)), and where g'(x) underflows (a heavy
+    tail far out: a Student-t(3) g' at x = -1e100 is 1e-400) a central difference of log g,
+    log g'(x) = log g(x) + log((log g)'(x)), in the lower tail (g' is even, Assumption 4).
+
+    The difference has step h = 2^-14 |x|: its truncation is ~1e-8 relative in g' for power
+    tails and its rounding ~eps |log g| / (h (log g)') ~ 1e-9: finite and close where
+    log(g') is -inf.
+    """
+
+    def log_derivative(x):
+        direct = jnp.log(derivative(x))
+        y = -jnp.abs(x)
+        h = _LOG_FD_STEP * jnp.maximum(jnp.abs(y), 1.0)
+        slope = (jnp.log(fn(y + h)) - jnp.log(fn(y - h))) / (2.0 * h)
+        fallback = jnp.log(fn(y)) + jnp.log(slope)
+        return jnp.where(jnp.isfinite(direct) & (direct > -700.0), direct, fallback)
+
+    return log_derivative
+
+
+def log_space_compose(fn: Callable, inverse: Callable, log_derivative: Callable) -> Callable:
+    """Lemma 1, g(g^-1(a) + g^-1(b)), with its first and second derivatives in log space.
+
+    The chain rule multiplies g'(x_ij) by (g^-1)'(a) = 1 / g'(x_a): for a heavy tail both
+    factors leave float64 (cauchit at a = 1e-160: g'(x_a) = 3e-321 and 1/g'(x_a) = inf), and
+    their product, Eq. (2), is NaN where it is ~1. Here the partials are
+    exp(log g'(x_ij) - log g'(x_a)) and their own derivatives (the Hessian)
+    d/da = r (L'(x_ij) - L'(x_a)) / g'(x_a), d/db = r L'(x_ij) / g'(x_b) (L = log g'),
+    each one exp of a sum of logs, exact where L'(x_ij) - L'(x_a) = 0 (b = 1/2).
+    """
+
+    def parts(a, b):
+        xa, xb = inverse(a), inverse(b)
+        x = xa + xb
+        return xa, xb, x, log_derivative(x) - log_derivative(xa)
+
+    @jax.custom_jvp
+    def ratio(a, b):
+        """dp_ij / da = g'(x_a + x_b) / g'(x_a)."""
+        xa, xb, x, log_r = parts(a, b)
+        # g'(x_ij) and g'(x_a) both underflowed (a custom link whose log g' is log(g') = -inf):
+        # x_b = 0 makes the ratio exactly 1; otherwise it is NaN as before, never a lie.
+        return jnp.where(xb == 0, 1.0, jnp.exp(log_r))
+
+    @ratio.defjvp
+    def _ratio_jvp(primals, tangents):
+        (a, b), (ta, tb) = primals, tangents
+        xa, xb, x, log_r = parts(a, b)
+        r = jnp.where(xb == 0, 1.0, jnp.exp(log_r))
+        log_r = jnp.where(xb == 0, 0.0, log_r)
+        dl_x, dl_a = _dlog(log_derivative, x), _dlog(log_derivative, xa)
+        diff = jnp.where(xb == 0, 0.0, dl_x - dl_a)
+        d_a = _signed_exp(jnp.sign(diff), log_r + jnp.log(jnp.abs(diff)) - log_derivative(xa))
+        d_b = _signed_exp(jnp.sign(dl_x), log_r + jnp.log(jnp.abs(dl_x)) - log_derivative(xb))
+        return r, ta * d_a + tb * d_b
+
+    @jax.custom_jvp
+    def compose(a, b):
+        return fn(inverse(a) + inverse(b))
+
+    @compose.defjvp
+    def _compose_jvp(primals, tangents):
+        (a, b), (ta, tb) = primals, tangents
+        return compose(a, b), ta * ratio(a, b) + tb * ratio(b, a)
+
+    return compose
+
+
 class Link:
     """A pairwise preference model g meeting Assumptions 2-5 of the paper.
 
@@ -92,11 +174,11 @@ class Link:
         self._fn = jax.jit(fn)
         self._inverse = jax.jit(inverse)
         self._derivative = jax.jit(derivative)
-        self._log_derivative = jax.jit(log_derivative or (lambda x: jnp.log(derivative(x))))
+        self._log_derivative = jax.jit(log_derivative or log_derivative_from(fn, derivative))
         # Lemma 1 as one differentiable function of (p_ik, p_kj). A link may supply a closed
         # form that needs fewer transcendentals (logistic: Eq. (3), rational); it must equal
         # g(g^-1(p_ik) + g^-1(p_kj)) and carry the chain rule as its JVP.
-        self._compose = compose or (lambda a, b: self._fn(self._inverse(a) + self._inverse(b)))
+        self._compose = compose or log_space_compose(self._fn, self._inverse, self._log_derivative)
 
     def __call__(self, x) -> Array:
         """g(x), the probability that an option with score difference x wins."""
@@ -200,6 +282,7 @@ cauchit = Link(
     derivative=_cauchy_pdf,
     log_derivative=nx.cauchy_log_pdf,
     name="cauchit",
+    # (the default compose, log_space_compose: Eq. (2) from log g', finite at 1e-300)
 )
 
 LINKS: dict[str, Link] = {

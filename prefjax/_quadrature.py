@@ -105,6 +105,29 @@ def gk_rule(f: Callable, a: np.ndarray, b: np.ndarray, aux=()) -> tuple[np.ndarr
     return k15, np.abs(k15 - half * (fx @ G_WEIGHTS))
 
 
+MAX_INTERVALS = 4096  # open intervals per round of adaptive_gk (each costs 15 points)
+MAX_EVALS = 200_000  # points evaluated by one adaptive_gk call (the verification included)
+RTOL_FLOOR_F64 = 8 * 2.0**-52  # relative error a float64 sum of GK terms can be asked for
+
+
+def floor_rtol(rtol: float, floor: float, what: str) -> float:
+    """``rtol``, raised to ``floor`` (what the dtype and the method can reach) with a warning.
+
+    Asking adaptive quadrature for less than its rounding floor cannot succeed: the error
+    estimate stops shrinking at the noise of the integrand, and the loop would bisect noise.
+    """
+    if rtol < floor:
+        warnings.warn(
+            f"rtol = {rtol:g} is below what the {what} can reach in float64 ({floor:.2g}: "
+            "the rounding floor of the integrand and its error bar); using rtol = "
+            f"{floor:.2g}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return float(floor)
+    return float(rtol)
+
+
 def adaptive_gk(
     f: Callable,
     a,
@@ -115,6 +138,8 @@ def adaptive_gk(
     share=None,
     aux=(),
     max_rounds: int = 40,
+    max_intervals: int = MAX_INTERVALS,
+    max_evals: int = MAX_EVALS,
     verify: bool = False,
     what: str = "area",
 ) -> tuple[float, float, int]:
@@ -130,8 +155,11 @@ def adaptive_gk(
     Callers pass their kinks as interval ends (see :func:`find_breaks`). The estimate
     |K15 - G7| is pessimistic for smooth integrands (K15 is far more accurate than G7) and
     still honest near square-root end point behaviour, where bisection converges
-    geometrically. After ``max_rounds`` rounds the open intervals are accepted as they are,
-    with a warning.
+    geometrically. After ``max_rounds`` rounds, or once the next round would hold more than
+    ``max_intervals`` open intervals or take the points evaluated past ``max_evals``, the open
+    intervals are accepted as they are, with a warning: the value is the estimate so far and
+    the error is the summed |K15 - G7| of all intervals (an honest estimate, not the target),
+    so no integrand (noisy, or asked for a precision it cannot reach) makes the loop run on.
 
     ``verify=True`` checks the estimate: every final interval is bisected once more, the
     refined sum is the value, and its change is the error if that exceeds the Kronrod
@@ -146,7 +174,7 @@ def adaptive_gk(
     if share is None:
         share = 1.0 / float(np.sum(open_b - open_a))
     open_share = np.broadcast_to(np.asarray(share, dtype=np.float64), open_a.shape)
-    value, error, n_evals = 0.0, 0.0, 0
+    value, error, n_evals, n_done = 0.0, 0.0, 0, 0
     done: list[list[np.ndarray]] = []  # the accepted intervals (a, b, *aux) of every round
     for round_ in range(max_rounds):
         if open_a.size == 0:
@@ -157,17 +185,27 @@ def adaptive_gk(
         budget = max(rtol * abs(total), atol)
         accept = err <= 0.5 * budget * open_share * (open_b - open_a)
         converged = error + err.sum() <= budget
-        if not converged and round_ == max_rounds - 1:
+        n_next = 2 * int(np.count_nonzero(~accept))
+        capped = (
+            round_ == max_rounds - 1
+            or n_next > max_intervals
+            or n_evals + 15 * n_next + (30 * (n_done + n_next) if verify else 0) > max_evals
+        )
+        if not converged and capped:
             warnings.warn(
-                f"adaptive quadrature of the {what} stopped after {max_rounds} rounds; the "
-                "error estimate is returned as computed",
+                f"adaptive quadrature of the {what} stopped after {round_ + 1} rounds "
+                f"({n_evals} points; caps: {max_rounds} rounds, {max_intervals} open "
+                f"intervals, {max_evals} points) short of rtol = {rtol:g}: the value is "
+                f"returned with its estimated error {error + float(err.sum()):.3g} "
+                f"(relative {(error + float(err.sum())) / max(abs(total), 1e-300):.3g})",
                 RuntimeWarning,
                 stacklevel=3,
             )
-        if converged or round_ == max_rounds - 1:
+        if converged or capped:
             accept[:] = True
         value += k15[accept].sum()
         error += err[accept].sum()
+        n_done += int(np.count_nonzero(accept))
         done.append([t[accept] for t in (open_a, open_b, *open_aux)])
         keep = ~accept
         rest_a, rest_b = open_a[keep], open_b[keep]
@@ -196,7 +234,8 @@ def find_breaks(
     points: int = 64,
     chunk: int | None = None,
     tol: float | None = None,
-) -> np.ndarray:
+    return_half_widths: bool = False,
+):
     """Where the integer-valued ``count(x)`` changes along the sorted points ``scan``.
 
     An integrand whose slices change shape (an interval of a region is born, vanishes or
@@ -209,7 +248,8 @@ def find_breaks(
     value. Stops after ``rounds`` rounds, or once every bracket is narrower than ``tol``.
 
     Returns:
-        The brackets' midpoints, in scan order.
+        The brackets' midpoints, in scan order (and, with ``return_half_widths``, their
+        half-widths: each change lies within midpoint +- half-width).
     """
     scan = np.asarray(scan)
     counts = count(scan)
@@ -231,6 +271,8 @@ def find_breaks(
             lo, hi = new_lo, new_hi
             if tol is not None and np.all(hi - lo <= tol):
                 break
+    if return_half_widths:
+        return 0.5 * (lo + hi), 0.5 * (hi - lo)
     return 0.5 * (lo + hi)
 
 

@@ -87,22 +87,35 @@ def region_area(
         ``"quad"`` (default): the area is int_0^1 l(p_kj) dp_kj, where l(p_kj) is the length of
         {p_ik : |dp_ij/dp_ik| > M}. The set's end points are found in score space
         (u = g^-1(p_ik), c = g^-1(p_kj)) as roots of log g'(u + c) - log g'(u) = log M, located
-        on a 512-point grid that spans p_ik in (3e-20, 1 - 3e-20), the grid's maximum refined
-        by golden-section search (so narrow bumps are not missed), each root bisected to
+        on a 512-point grid that spans p_ik in (3e-20, 1 - 3e-20) plus 64 points per side
+        out to p_ik ~ 1e-20 / M^2 (at most 2.6e-300), the grid's maximum refined by
+        golden-section search (so narrow bumps are not missed), each root bisected to
         machine precision. The outer integral uses the region's point symmetry
         (p_ik, p_kj) -> (1 - p_ik, 1 - p_kj) (g' is even), the substitution
-        p_kj = 1 - s^2 (which removes the square-root behaviour at p_kj -> 1), and vectorized
-        adaptive Gauss-Kronrod (7/15 points) until the estimated error is below
-        ``rtol * value``. ``error`` is the summed |K15 - G7| of the final intervals.
-        Accuracy: about 1e-13 relative against Proposition 1 for the logistic link, and
-        against independent mpmath integrals for probit and cauchit; the error bar includes a
-        rounding floor of 6e-14 relative.
+        p_kj = 1 - s^2 (which removes the square-root behaviour at p_kj -> 1), breakpoints
+        where the slices change shape (found on a scan that is geometric down to
+        s ~ 1e-4 / sqrt(M), where the region sits at large M), and vectorized adaptive
+        Gauss-Kronrod (7/15 points) until the estimated error is below ``rtol * value``.
+        ``error`` is the summed |K15 - G7| of the final intervals plus what rounding leaves
+        of each slice (its roots are known to the rounding of log g' and of u + c), the
+        breakpoints' brackets and a floor of 6e-14 relative. An ``rtol`` below 2.3e-13 is
+        raised to it (with a warning); the quadrature stops after 100,000 slices (with a
+        warning, and the error it has reached) rather than run on.
+        Accuracy: about 1e-13 relative against Proposition 1 for the logistic link up to
+        M = 1e150 (beyond, the area ~1/(3 M^2) is subnormal or 0 in float64 and is returned
+        as such, the error at least the spacing of subnormals), and against independent
+        mpmath integrals for probit (to M = 1e100) and cauchit. Heavy tails lose precision at
+        large M (u + c cancels: cauchit ~1e-10 relative at M = 1e14, 1e-8 at 1e20, and the
+        region is below the resolution of float64 scores from M ~ 1e25 on: the value is then
+        0 with an error bar that bounds the area); the error bar says so.
         ``n`` is unused.
-        ``"grid"``: midpoint rule on an n x n grid (default n = 1000); error = twice the
-        difference to the n/2 grid plus the area of the cells it cannot classify (on the
-        region's boundary, or on the square's edge where a probe at the edge disagrees).
-        ``"mc"``: n uniform points (default 10^6); error = 3 standard errors.
-        ``"is"``: n points (default 10^6) in two stages. A pilot (n/10 points: half uniform,
+        ``"grid"``: midpoint rule on an n x n grid (default n = 1000, at most 16384); error =
+        twice the difference to the n/2 grid plus the area of the cells it cannot classify
+        (on the region's boundary, on the square's edge where a probe at the edge disagrees,
+        and the corner cells (0, 1) and (1, 0), which the region always reaches into; at
+        M beyond ~n^2 the region lies inside them and the value is 0 +- 2/n^2).
+        ``"mc"``: n uniform points (default 10^6, at most 10^9); error = 3 standard errors.
+        ``"is"``: n points (default 10^6, at most 10^9) in two stages. A pilot (n/10 points: half uniform,
         half a product of U-shaped densities a (2 min(x, 1 - x))^(a - 1), a = 1 / (1 + log10 M),
         which put mass polynomially close to the corners) finds where the region is; the main
         stage draws from a defensive mixture of uniform, the U-shaped density, boxes at the
@@ -119,9 +132,11 @@ def region_area(
             the area is computed numerically all the same.
         wrt: "ik" or "kj".
         method: "quad", "grid", "mc" or "is" (the keys of :data:`AREA_METHODS`).
-        n: grid size per axis ("grid") or number of samples ("mc", "is").
+        n: grid size per axis ("grid") or number of samples ("mc", "is"): an int (not a
+            bool, float or string).
         seed: an int, for "mc" and "is".
-        rtol: relative error target of "quad".
+        rtol: relative error target of "quad" (at least 2.3e-13; smaller values are raised
+            to that with a warning).
 
     Returns:
         :class:`AreaEstimate` ``(value, error, method, n_evals)``.

@@ -94,7 +94,9 @@ def as_float_array(name: str, x) -> jax.Array:
     try:
         host = np.asarray(x)
     except Exception as exc:
-        raise TypeError(f"{name} must be a number or an array of numbers; got {x!r}") from exc
+        raise TypeError(
+            f"{name} must be a number or an array of numbers; got {x!r}{tensor_hint(x)}"
+        ) from exc
     if host.dtype == object or not (
         np.issubdtype(host.dtype, np.floating)
         or np.issubdtype(host.dtype, np.integer)
@@ -230,13 +232,43 @@ def check_finite(**arrays) -> None:
             raise ValueError(f"{name}{_fmt_index(i)} = {float(host[i])!r} is not finite")
 
 
+def tensor_hint(x) -> str:
+    """A hint for array-likes NumPy cannot read: a tensor that requires grad (PyTorch's, found
+    by duck typing: prefjax never imports torch) must be detached first."""
+    if getattr(x, "requires_grad", False) and callable(getattr(x, "detach", None)):
+        return " (a tensor that requires grad: call .detach() first, e.g. x.detach().cpu().numpy())"
+    return ""
+
+
+def refuse_bool_or_str(name: str, x) -> None:
+    """TypeError for a boolean or string (or an array of them) where a number is expected:
+    NumPy would read ``True`` as 1 and JAX would fail with a message that names no argument."""
+    dtype = getattr(x, "dtype", None)
+    if isinstance(x, bool | np.bool_ | str | bytes) or (
+        dtype is not None and np.dtype(dtype).kind in "bUSO"
+    ):
+        raise TypeError(f"{name} must be a number or an array of numbers; got {x!r}")
+
+
 def check_positive_number(name: str, value, *, allow_inf: bool = False) -> float:
-    """A Python float > 0, or ValueError/TypeError naming the argument."""
-    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+    """A Python float > 0, or ValueError/TypeError naming the argument.
+
+    Booleans and strings are refused (``True`` is not the threshold 1, ``"10"`` not 10).
+    """
+    if isinstance(value, bool | np.bool_ | str | bytes):
+        raise TypeError(f"{name} must be a positive number, not {type(value).__name__} {value!r}")
+    if not isinstance(value, int | float | np.floating | np.integer):
         try:
-            value = float(np.asarray(value).item())
+            host = np.asarray(value)
+            if host.size != 1 or not (
+                np.issubdtype(host.dtype, np.floating) or np.issubdtype(host.dtype, np.integer)
+            ):
+                raise TypeError
+            value = float(host.item())
         except Exception:
-            raise TypeError(f"{name} must be a positive number; got {value!r}") from None
+            raise TypeError(
+                f"{name} must be a positive number; got {value!r}{tensor_hint(value)}"
+            ) from None
     value = float(value)
     if math.isnan(value):
         raise ValueError(f"{name} must be a positive number; got NaN")
@@ -252,12 +284,18 @@ def check_choice(name: str, value, choices) -> str:
     return value
 
 
-def check_n(n, method: str, minimum: int) -> int:
-    """A grid size or sample count of an area method: an int >= ``minimum``."""
-    if isinstance(n, bool) or not isinstance(n, int | np.integer):
-        raise TypeError(f"n must be an int; got {n!r}")
+def check_n(n, method: str, minimum: int, maximum: int | None = None) -> int:
+    """A grid size or sample count of an area method: an int in [``minimum``, ``maximum``]
+    (the maximum keeps one call within minutes, not hours)."""
+    if isinstance(n, bool | np.bool_) or not isinstance(n, int | np.integer):
+        raise TypeError(f"n must be an int, not {type(n).__name__} {n!r}")
     if n < minimum:
         raise ValueError(f"n = {n} is too small for method {method!r}; use n >= {minimum}")
+    if maximum is not None and n > maximum:
+        raise ValueError(
+            f"n = {n} is too large for method {method!r} (it would run for hours); use "
+            f"n <= {maximum}"
+        )
     return int(n)
 
 

@@ -62,6 +62,7 @@ def gamma0(p_kj, M):
     same number (multiply the paper's fraction by p_kj) without dividing by 1/p_kj - 2.
     """
     v.check_float_dtype("p_kj", p_kj)
+    v.refuse_bool_or_str("M", M)
     b = jnp.asarray(p_kj)
     r = jnp.sqrt(b * (1.0 - b) / M)
     return (1.0 - b - r) / (1.0 - 2.0 * b)
@@ -122,6 +123,7 @@ def region_area(M):
         0.073919
     """
     v.check_float_dtype("M", M)
+    v.refuse_bool_or_str("M", M)
     M = jnp.asarray(M, dtype=jnp.result_type(float))
     if not v.is_traced(M):
         host = np.asarray(M)

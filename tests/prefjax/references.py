@@ -91,6 +91,50 @@ MIXTURE = MpLink(
 MP_LINKS = {"logistic": LOGISTIC, "probit": PROBIT, "cauchit": CAUCHIT, "mixture": MIXTURE}
 
 
+# --- areas of Omega_M (Definition 4) in closed form or as one-dimensional mpmath integrals ---
+
+
+def _digits_for(M) -> int:
+    """Working digits for an area at M: the closed forms cancel ~2 log10(M) digits."""
+    return 40 + 2 * max(int(mp.log10(mp.mpf(M))), 0)
+
+
+def mp_logistic_area(M):
+    """Proposition 1: -atanh(1/M) + atanh(1/sqrt(M)) / sqrt(M), at enough digits for any M > 1."""
+    with mp.workdps(_digits_for(M)):
+        M = mp.mpf(M)
+        return +(-mp.atanh(1 / M) + mp.atanh(1 / mp.sqrt(M)) / mp.sqrt(M))
+
+
+def mp_probit_area(M):
+    """For probit, |dp_ij/dp_ik| = phi(u + c) / phi(u) > M  <=>  u < -(c/2 + ln M / c) (c > 0),
+    so each slice is Phi(-(c/2 + ln M/c)); the area is twice its integral against phi(c). The
+    integrand peaks near c ~ sqrt(2 ln M) and is narrow at large M: 64 breakpoints up to
+    twice that, 4 per unit of c."""
+    lnM = mp.log(M)
+    top = 2 * mp.sqrt(2 * abs(lnM)) + 8
+    return 2 * mp.quad(
+        lambda c: mp.ncdf(-(c / 2 + lnM / c)) * mp.npdf(c),
+        mp.linspace(0, top, int(4 * top) + 1) + [mp.inf],
+    )
+
+
+def mp_cauchit_area(M):
+    """For cauchit, (1 + u^2) / (1 + (u + c)^2) > M is a quadratic inequality in u: an interval
+    (u1, u2) when c^2 > (M - 1)^2 / M, of probability length (atan u2 - atan u1) / pi."""
+    with mp.workdps(_digits_for(M)):
+        M = mp.mpf(M)
+        c0 = (M - 1) / mp.sqrt(M)
+
+        def slice_(c):
+            disc = max(M * c * c - (M - 1) ** 2, 0)  # 0 at c0 up to rounding
+            u1 = (-M * c - mp.sqrt(disc)) / (M - 1)
+            u2 = (-M * c + mp.sqrt(disc)) / (M - 1)
+            return (mp.atan(u2) - mp.atan(u1)) / mp.pi / (mp.pi * (1 + c * c))
+
+        return +(2 * mp.quad(slice_, [c0, c0 * 2, c0 * 10, mp.inf]))
+
+
 def to_float(x) -> float:
     return float(x) if not isinstance(x, float) else x
 

@@ -13,6 +13,7 @@ import prefjax
 from prefjax import bradley_terry as bt
 
 from .conftest import LINKS
+from .references import mp_cauchit_area, mp_probit_area
 
 RTOL_PROP1 = 1e-8  # the issue's target for "quad" at M <= 100
 RTOL_PROP1_LARGE_M = 1e-6  # ... and at M = 1e4
@@ -34,28 +35,6 @@ def test_quad_matches_proposition_1_at_large_M():
     truth = float(bt.region_area(1e4))
     assert abs(est.value - truth) <= RTOL_PROP1_LARGE_M * truth
     assert abs(est.value - truth) <= est.error
-
-
-def mp_probit_area(M):
-    """For probit, |dp_ij/dp_ik| = phi(u + c) / phi(u) > M  <=>  u < -(c/2 + ln M / c) (c > 0),
-    so each slice is Phi(-(c/2 + ln M/c)); the area is twice its integral against phi(c)."""
-    lnM = mp.log(M)
-    return 2 * mp.quad(lambda c: mp.ncdf(-(c / 2 + lnM / c)) * mp.npdf(c), [0, 1, 4, 10, mp.inf])
-
-
-def mp_cauchit_area(M):
-    """For cauchit, (1 + u^2) / (1 + (u + c)^2) > M is a quadratic inequality in u: an interval
-    (u1, u2) when c^2 > (M - 1)^2 / M, of probability length (atan u2 - atan u1) / pi."""
-    M = mp.mpf(M)
-    c0 = (M - 1) / mp.sqrt(M)
-
-    def slice_(c):
-        disc = max(M * c * c - (M - 1) ** 2, 0)  # 0 at c0 up to rounding
-        u1 = (-M * c - mp.sqrt(disc)) / (M - 1)
-        u2 = (-M * c + mp.sqrt(disc)) / (M - 1)
-        return (mp.atan(u2) - mp.atan(u1)) / mp.pi / (mp.pi * (1 + c * c))
-
-    return 2 * mp.quad(slice_, [c0, c0 * 2, c0 * 10, mp.inf])
 
 
 @pytest.mark.parametrize("M", [2.0, 10.0, 1e4])
