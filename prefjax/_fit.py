@@ -27,12 +27,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy import special as jsp_special
 
-from . import _numerics as nx
 from . import _validate as v
 from ._comparisons import Comparisons
-from ._links import Link, as_link, logistic, probit
+from ._links import Link, get_link, logistic
 
 Array = jax.Array
 
@@ -127,29 +125,6 @@ class Fit(NamedTuple):
 # --- the one place where the link meets the data ---------------------------------------
 
 
-@jax.custom_jvp
-def _log_sigmoid(x):
-    """log sigma(x) = min(x, 0) - log1p(exp(-|x|)): exact in both tails, one exp."""
-    return jnp.minimum(x, 0.0) - jnp.log1p(jnp.exp(-jnp.abs(x)))
-
-
-@_log_sigmoid.defjvp
-def _log_sigmoid_jvp(primals, tangents):
-    (x,), (t,) = primals, tangents
-    # d/dx log sigma(x) = sigma(-x); its own derivative -sigma'(x) comes from nx.logistic's
-    # closed-form JVP, so the Newton Hessian costs no transcendental beyond exp(-|x|).
-    return _log_sigmoid(x), t * nx.logistic(-x)
-
-
-def _log_cdf(g: Link, x):
-    """log g(x) without underflow: closed forms for the logistic and probit links."""
-    if g is logistic:
-        return _log_sigmoid(x)
-    if g is probit:
-        return jsp_special.log_ndtr(x)  # asymptotic series below -20, where Phi underflows
-    return jnp.log(g(x))  # the links' lower tails keep relative precision (see _numerics)
-
-
 def outcome_log_probs(g: Link, x, log_nu, ties: str):
     """Log-probabilities of (first wins, second wins, tie) at score difference x.
 
@@ -162,7 +137,7 @@ def outcome_log_probs(g: Link, x, log_nu, ties: str):
     - ``"davidson"``: with log r = (log g(x) + log g(-x)) / 2 and D = log(1 + nu r):
       log g(x) - D, log g(-x) - D, log nu + log r - D.
     """
-    lf, ls = _log_cdf(g, x), _log_cdf(g, -x)
+    lf, ls = g.log_cdf(x), g.log_cdf(-x)  # closed forms where the link has them
     log_r = 0.5 * (lf + ls)
     if ties == "davidson":
         d = jax.nn.softplus(log_nu + log_r)  # log(1 + nu r) without overflow
@@ -647,7 +622,7 @@ def fit(
     _require_x64("prefjax.fit")
     if not isinstance(comparisons, Comparisons):
         raise TypeError(f"comparisons must be a prefjax.Comparisons; got {type(comparisons)}")
-    g = as_link(link, "link")
+    g = get_link(link, "link")
     v.check_choice("ties", ties, TIE_RULES)
     if not isinstance(position, bool | np.bool_):
         raise TypeError(f"position must be True or False; got {position!r}")
