@@ -75,7 +75,12 @@ class Fit(NamedTuple):
         prior: the prior's standard deviation, or None.
         data: the :class:`prefjax.Comparisons` fitted.
         param_cov: inverse Fisher over all fitted parameters: the scores, then h (if
-            fitted), then log nu (if fitted).
+            fitted), then log nu (if fitted), then the link parameters (if fitted; on the
+            log scale for positive ones, in sorted name order).
+        link_params: with ``fit_link=True``, the fitted link parameters (name -> value);
+            else None (the link's own, fixed, are ``link.params``).
+        link_params_se: their standard errors (inverse Fisher; delta method from the log
+            scale for positive ones), or None.
     """
 
     items: tuple[str, ...]
@@ -95,6 +100,20 @@ class Fit(NamedTuple):
     prior: float | None
     data: Comparisons
     param_cov: Array
+    link_params: dict | None = None
+    link_params_se: dict | None = None
+
+    @property
+    def n_params(self) -> int:
+        """Free parameters: n - 1 scores (one is fixed by the identification), the position
+        effect, Davidson's nu and the fitted link parameters, where present."""
+        extra = (self.position is not None) + (self.nu is not None)
+        return len(self.items) - 1 + extra + len(self.link_params or {})
+
+    @property
+    def aic(self) -> float:
+        """Akaike's information criterion, 2 n_params - 2 loglik (smaller is better)."""
+        return 2.0 * self.n_params - 2.0 * self.loglik
 
     @property
     def se(self) -> Array:
@@ -116,6 +135,8 @@ class Fit(NamedTuple):
             head += f", position={self.position:.4g}"
         if self.nu is not None:
             head += f", nu={self.nu:.4g}"
+        for k, val in (self.link_params or {}).items():
+            head += f", {k}={val:.4g} (se {self.link_params_se[k]:.2g})"
         order = np.argsort(-np.asarray(self.scores))
         top = ", ".join(f"{self.items[k]}={float(self.scores[k]):.3g}" for k in order[:5])
         more = ", ..." if len(self.items) > 5 else ""
@@ -178,11 +199,27 @@ class _Config(NamedTuple):
     ref: int  # internal reference item (score fixed at 0 while solving)
     max_iter: int
     xtol: float = 1e-10  # see XTOL
+    # Fitted link parameters (theta[n + 2:]), in the order of the link's pytree leaves:
+    # True where the parameter is positive and fitted as its logarithm.
+    link_log: tuple[bool, ...] = ()
 
 
 def _n_local(cfg: _Config) -> int:
-    """Local coordinates per cell: x, and log nu under Davidson's model."""
-    return 2 if cfg.ties == "davidson" else 1
+    """Local coordinates per cell: x, log nu under Davidson's model, the fitted link params."""
+    return 1 + (cfg.ties == "davidson") + len(cfg.link_log)
+
+
+def _n_theta(cfg: _Config) -> int:
+    """theta = (s (n), h, log nu, fitted link parameters)."""
+    return cfg.n + 2 + len(cfg.link_log)
+
+
+def _link_at(cfg: _Config, phi) -> Link:
+    """cfg.link with its parameters at the fitted coordinates ``phi`` (logs where positive)."""
+    if not cfg.link_log:
+        return cfg.link
+    values = [jnp.exp(u) if log else u for u, log in zip(phi, cfg.link_log, strict=True)]
+    return jax.tree.unflatten(jax.tree.structure(cfg.link), values)
 
 
 def _local_derivatives(cfg: _Config, z, order: int = 2):
@@ -195,10 +232,12 @@ def _local_derivatives(cfg: _Config, z, order: int = 2):
 
     k = z.shape[1]
     cols = tuple(z[:, m] for m in range(k))
+    dav = cfg.ties == "davidson"
 
     def lp(*c):  # elementwise over the cells: XLA fuses the whole forward-mode pass
-        log_nu = c[1] if k > 1 else 0.0
-        return jnp.stack(outcome_log_probs(cfg.link, c[0], log_nu, cfg.ties), -1)
+        log_nu = c[1] if dav else 0.0
+        g = _link_at(cfg, c[1 + dav :])
+        return jnp.stack(outcome_log_probs(g, c[0], log_nu, cfg.ties), -1)
 
     def unit(m):
         return tuple(jnp.full_like(cols[0], float(q == m)) for q in range(k))
@@ -214,18 +253,27 @@ def _local_derivatives(cfg: _Config, z, order: int = 2):
     return lp(*cols), jnp.stack(first, -1), d2
 
 
-def _assemble(cells: _Cells, n: int, a_loc):
-    """Sum over cells of J_c^T A_c J_c, J_c mapping theta = (s, h, log nu) to z_c.
+def _global_slots(k: int, davidson: bool):
+    """(theta slot offset from n, local index) of each global parameter: h enters through x
+    (local 0, times pos), log nu and the link parameters have their own local coordinates."""
+    slots = [(0, None)]  # h
+    if davidson:
+        slots.append((1, 1))
+    slots += [(2 + j, 1 + davidson + j) for j in range(k - 1 - davidson)]
+    return slots
 
-    ``a_loc`` is (C, k, k) in local coordinates z_c = (x_c[, log nu]) with
-    x_c = s_a - s_b + h pos_c, so the score block is a weighted graph Laplacian: one scatter
-    of the cells into an n x n matrix, symmetrised, instead of 16 scatters per cell.
+
+def _assemble(cells: _Cells, n: int, a_loc, davidson: bool, p: int):
+    """Sum over cells of J_c^T A_c J_c, J_c mapping theta = (s, h, log nu, link params) to z_c.
+
+    ``a_loc`` is (C, k, k) in local coordinates z_c = (x_c[, log nu], link params...) with
+    x_c = s_a - s_b + h pos_c, so the score block is a weighted graph Laplacian: one gather
+    of the cells into an n x n matrix, symmetrised, instead of k^2 scatters per cell. Slots of
+    theta no cell depends on (log nu without Davidson's model) get zero rows.
     """
-    axx = a_loc[:, 0, 0]
-    axp = a_loc[:, 0, 1] if a_loc.shape[1] > 1 else jnp.zeros_like(axx)
-    app = a_loc[:, 1, 1] if a_loc.shape[1] > 1 else jnp.zeros_like(axx)
+    k = a_loc.shape[1]
     pos = cells.pos
-    w = _on_grid(cells, n, axx)
+    w = _on_grid(cells, n, a_loc[:, 0, 0])
     lap = w + w.T
     h_ss = jnp.diag(lap.sum(1)) - lap
 
@@ -233,21 +281,35 @@ def _assemble(cells: _Cells, n: int, a_loc):
         m = _on_grid(cells, n, t)
         return m.sum(1) - m.sum(0)
 
-    h_sh, h_sp = seg(pos * axx), seg(axp)
-    h_hh, h_hp, h_pp = jnp.sum(pos * axx), jnp.sum(pos * axp), jnp.sum(app)
-    top = jnp.concatenate([h_ss, h_sh[:, None], h_sp[:, None]], axis=1)
-    row_h = jnp.concatenate([h_sh, jnp.stack([h_hh, h_hp])])
-    row_p = jnp.concatenate([h_sp, jnp.stack([h_hp, h_pp])])
-    return jnp.concatenate([top, row_h[None], row_p[None]], axis=0)
+    slots = _global_slots(k, davidson)
+
+    def aj(loc):  # A_c J_c e_slot: (C, k)
+        return a_loc[:, :, 0] * pos[:, None] if loc is None else a_loc[:, :, loc]
+
+    def jt(loc, v):  # e_slot^T J_c^T v_c summed over cells
+        return jnp.sum(pos * v[:, 0]) if loc is None else jnp.sum(v[:, loc])
+
+    cols = {off: aj(loc) for off, loc in slots}
+    g = p - n
+    cross = [jnp.zeros(n, a_loc.dtype)] * g
+    small = [[jnp.zeros((), a_loc.dtype)] * g for _ in range(g)]
+    for off, _ in slots:
+        cross[off] = seg(cols[off][:, 0])
+        for off2, loc2 in slots:
+            small[off2][off] = jt(loc2, cols[off])
+    top = jnp.concatenate([h_ss, jnp.stack(cross, 1)], axis=1)
+    bottom = jnp.concatenate([jnp.stack(cross, 0), jnp.stack([jnp.stack(r) for r in small])], 1)
+    return jnp.concatenate([top, bottom], axis=0)
 
 
-def _spread(cells: _Cells, n: int, g_loc):
-    """Sum over cells of J_c^T g_c: local gradients (C, k) to theta's gradient (n + 2,)."""
-    gx = g_loc[:, 0]
-    gp = g_loc[:, 1] if g_loc.shape[1] > 1 else jnp.zeros_like(gx)
-    m = _on_grid(cells, n, gx)
+def _spread(cells: _Cells, n: int, g_loc, davidson: bool, p: int):
+    """Sum over cells of J_c^T g_c: local gradients (C, k) to theta's gradient (p,)."""
+    m = _on_grid(cells, n, g_loc[:, 0])
     grad_s = m.sum(1) - m.sum(0)
-    return jnp.concatenate([grad_s, jnp.stack([jnp.sum(cells.pos * gx), jnp.sum(gp)])])
+    rest = [jnp.zeros((), g_loc.dtype)] * (p - n)
+    for off, loc in _global_slots(g_loc.shape[1], davidson):
+        rest[off] = jnp.sum(cells.pos * g_loc[:, 0]) if loc is None else jnp.sum(g_loc[:, loc])
+    return jnp.concatenate([grad_s, jnp.stack(rest)])
 
 
 def _local_z(cfg: _Config, cells: _Cells, theta):
@@ -257,13 +319,14 @@ def _local_z(cfg: _Config, cells: _Cells, theta):
         x = (s[:, None] - s[None, :]).reshape(-1) + theta[n] * cells.pos
     else:
         x = theta[cells.a] - theta[cells.b] + theta[n] * cells.pos
-    if _n_local(cfg) == 1:
+    glob = ([n + 1] if cfg.ties == "davidson" else []) + list(range(n + 2, _n_theta(cfg)))
+    if not glob:
         return x[:, None]
-    return jnp.stack([x, jnp.broadcast_to(theta[n + 1], x.shape)], -1)
+    return jnp.stack([x, *(jnp.broadcast_to(theta[q], x.shape) for q in glob)], -1)
 
 
 def _free_mask(cfg: _Config):
-    free = np.ones(cfg.n + 2, bool)
+    free = np.ones(_n_theta(cfg), bool)
     free[cfg.ref] = False
     free[cfg.n] = cfg.position
     free[cfg.n + 1] = cfg.ties == "davidson"
@@ -286,8 +349,9 @@ def _objective(cfg: _Config, cells: _Cells, w, theta):
     f = -jnp.sum(w * lp)
     # Weighted sums over the 3 outcomes as fused elementwise sums (an einsum over these
     # tiny axes lowers to a slow small-matrix product on CPU).
-    g = -_spread(cells, n, jnp.sum(w[:, :, None] * d1, axis=1))
-    h = -_assemble(cells, n, jnp.sum(w[:, :, None, None] * d2, axis=1))
+    dav, p = cfg.ties == "davidson", theta.shape[0]
+    g = -_spread(cells, n, jnp.sum(w[:, :, None] * d1, axis=1), dav, p)
+    h = -_assemble(cells, n, jnp.sum(w[:, :, None, None] * d2, axis=1), dav, p)
     if cfg.prior_precision > 0:
         pen, c = _prior_penalty(cfg, theta)
         f = f + pen
@@ -300,7 +364,8 @@ def _objective(cfg: _Config, cells: _Cells, w, theta):
 def _gradient(cfg: _Config, cells: _Cells, w, theta):
     """grad F alone (first-order forward mode: a third of the objective's work)."""
     _, d1, _ = _local_derivatives(cfg, _local_z(cfg, cells, theta), order=1)
-    g = -_spread(cells, cfg.n, jnp.sum(w[:, :, None] * d1, axis=1))
+    dav, p = cfg.ties == "davidson", theta.shape[0]
+    g = -_spread(cells, cfg.n, jnp.sum(w[:, :, None] * d1, axis=1), dav, p)
     if cfg.prior_precision > 0:
         g = g.at[: cfg.n].add(cfg.prior_precision * _prior_penalty(cfg, theta)[1])
     return g
@@ -386,8 +451,21 @@ def _solve(cfg: _Config, cells: _Cells, w, theta0) -> _State:
         scale = jnp.maximum(jnp.mean(jnp.abs(jnp.diag(h))), 1e-12)
         lam_down = jnp.where(s.lam * 0.1 < 1e-10 * scale, 0.0, s.lam * 0.1)
         lam = jnp.where(ok, lam_down, jnp.maximum(s.lam * 10.0, 1e-8 * scale))
-        chol = jnp.linalg.cholesky(h + lam * eye)
-        step = jnp.where(free, -jax.scipy.linalg.cho_solve((chol, True), g), 0.0)
+
+        def solve(lam):
+            chol = jnp.linalg.cholesky(h + lam * eye)
+            return jnp.where(free, -jax.scipy.linalg.cho_solve((chol, True), g), 0.0)
+
+        def shifted(_):
+            # H + lam I not positive definite (an indefinite Hessian far from the maximum):
+            # damp by Gershgorin's bound on its smallest eigenvalue, which makes it so.
+            off = jnp.sum(jnp.abs(h), 1) - jnp.abs(jnp.diag(h))
+            shift = jnp.maximum(jnp.max(off - jnp.diag(h)), 0.0) + 1e-8 * scale
+            lam2 = jnp.maximum(lam, shift)
+            return solve(lam2), lam2
+
+        step = solve(lam)
+        step, lam = jax.lax.cond(jnp.all(jnp.isfinite(step)), lambda _: (step, lam), shifted, None)
         step = jnp.where(jnp.isfinite(step), step, 0.0)
         small = jnp.max(jnp.abs(step)) <= cfg.xtol * (1.0 + jnp.max(jnp.abs(theta)))
         # A full Newton step this small leaves an error of order step^2: take it and stop
@@ -416,13 +494,14 @@ def _fit_kernel(cfg: _Config, cells: _Cells, w, theta0):
     inv = jnp.where(both, jnp.linalg.inv(s.h), 0.0)
     # Sandwich meat: sum over single comparisons of u u^T, u = d log P(outcome) / d theta,
     # by cells: B = sum_c J_c^T (sum_o w_co u_co u_co^T) J_c (u_co in local coordinates).
-    meat = _assemble(cells, cfg.n, jnp.einsum("co,cok,col->ckl", w, s.d1, s.d1))
+    meat = jnp.einsum("co,cok,col->ckl", w, s.d1, s.d1)
+    meat = _assemble(cells, cfg.n, meat, cfg.ties == "davidson", theta0.shape[0])
     sandwich = inv @ jnp.where(both, meat, 0.0) @ inv
     loglik = -s.f
     if cfg.prior_precision > 0:
         loglik = loglik + _prior_penalty(cfg, s.theta)[0]
     # iterations = Newton steps (each evaluated but the last, which is below tolerance)
-    return s.theta, inv, sandwich, loglik, s.it, s.done
+    return s.theta, inv, sandwich, loglik, s.it, s.done, s.h
 
 
 # --- the public entry point ---------------------------------------------------------------
@@ -582,6 +661,7 @@ def fit(
     prior: float | None = None,
     reference=None,
     max_iter: int = MAX_ITER,
+    fit_link: bool = False,
 ) -> Fit:
     """Maximum-likelihood scores of a paired-comparison model with any link.
 
@@ -602,6 +682,14 @@ def fit(
         reference: None (scores sum to 0) or the item (name or index) whose score is 0.
         max_iter: Newton iteration limit; reaching it gives ``converged=False`` and a
             :class:`ConvergenceWarning`, never an exception or NaN.
+        fit_link: also fit the link's shape parameters (a family such as
+            :data:`prefjax.student_t`, or :func:`prefjax.link` with ``params=``), jointly
+            with the scores by maximum likelihood, starting from the link's current values
+            (positive parameters on the log scale). ``Fit.link`` is then the fitted link,
+            ``Fit.link_params`` / ``link_params_se`` the values and their standard errors
+            (inverse Fisher, delta method from the log scale). A parameter the scores can
+            absorb (a pure scale, as in :data:`prefjax.scaled_logistic`) is not identifiable
+            and raises ValueError.
 
     Returns:
         A :class:`Fit`.
@@ -635,6 +723,11 @@ def fit(
         prior = v.check_positive_number("prior", prior)
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
         raise ValueError(f"max_iter must be an integer >= 1; got {max_iter!r}")
+    if not isinstance(fit_link, bool | np.bool_):
+        raise TypeError(f"fit_link must be True or False; got {fit_link!r}")
+    link_log = ()
+    if fit_link:
+        link_log = _link_coordinates(g)
     data = comparisons
     n = data.n_items
     if n < 2:
@@ -648,21 +741,100 @@ def fit(
     _check_estimable(data, a, b, w, ties, prior)
     cfg = _Config(
         g, ties, bool(position), 0.0 if prior is None else 1.0 / prior**2, n,
-        0 if ref_index is None else ref_index, max_iter,
+        0 if ref_index is None else ref_index, max_iter, XTOL, link_log,
     )  # fmt: skip
     cells, w_pad, _ = _padded_cells(a, b, pos, w, n)
-    theta0 = _initial_theta(n, w)
-    theta, inv, sandwich, loglik, it, done = jax.device_get(
+    theta0 = _initial_theta(cfg, w)
+    if link_log:
+        # Start from the scores fitted at the link's current parameters, and refuse a
+        # parameter the likelihood cannot see there (a pure scale).
+        base = cfg._replace(link_log=())
+        th_base = _fit_kernel(base, cells, w_pad, jnp.asarray(theta0[: n + 2]))[0]
+        theta0[: n + 2] = np.asarray(th_base)
+        h0 = _hessian_kernel(cfg, cells, w_pad, jnp.asarray(theta0))
+        if _unidentified(cfg, h0):
+            name = _unidentified(cfg, h0)
+            raise ValueError(
+                f"the parameter {name!r} of link {cfg.link.name!r} is not identifiable jointly "
+                "with the scores: the likelihood does not change when it moves and the scores "
+                "move with it (a pure scale, absorbed by the scores' unit). Fix it (fit "
+                "without fit_link) or fit another parameter"
+            )
+    theta, inv, sandwich, loglik, it, done, h = jax.device_get(
         _fit_kernel(cfg, cells, w_pad, jnp.asarray(theta0))
     )
-    return _make_fit(data, cfg, theta, inv, sandwich, loglik, it, done, ref_index, prior)
+    edge = _unidentified(cfg, h) if link_log else None
+    if edge:
+        k = _link_names(cfg).index(edge)
+        u = float(theta[n + 2 + k])
+        value = np.exp(u) if cfg.link_log[k] else u
+        warnings.warn(
+            f"prefjax.fit: the likelihood keeps increasing as the link parameter {edge!r} "
+            f"runs to the edge of its range ({edge} = {value:.4g} at the last iterate): the "
+            f"data prefer the family's limit (for student_t, df -> infinity: probit). "
+            "Fit.converged is False, and its standard error is not finite",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+        done = False
+    fit_ = _make_fit(data, cfg, theta, inv, sandwich, loglik, it, done, ref_index, prior)
+    if edge:
+        fit_ = fit_._replace(link_params_se={k: float("nan") for k in fit_.link_params})
+    return fit_
 
 
-def _initial_theta(n, w):
-    theta0 = np.zeros(n + 2)
+@partial(jax.jit, static_argnums=0)
+def _hessian_kernel(cfg: _Config, cells: _Cells, w, theta):
+    _, g, h, _ = _objective(cfg, cells, w, theta)
+    return _masked(_free_mask(cfg), g, h)[1]
+
+
+def _link_coordinates(g: Link) -> tuple[bool, ...]:
+    """For fit_link: per pytree leaf of g's parameters, whether it is fitted on the log scale."""
+    if not g.params:
+        raise ValueError(
+            f"fit_link=True fits the link's shape parameters, but link {g.name!r} has none; "
+            "use a family (prefjax.student_t, or prefjax.link(..., params={...}))"
+        )
+    names = sorted(g.params)  # a dict's pytree leaves come in sorted key order
+    for k in names:
+        if np.ndim(g.params[k]) != 0:
+            raise ValueError(f"fit_link fits scalar parameters; {k!r} of {g.name!r} is not one")
+    return tuple(k in g.positive for k in names)
+
+
+def _link_names(cfg: _Config) -> list[str]:
+    return sorted(cfg.link.params)
+
+
+def _unidentified(cfg: _Config, h) -> str | None:
+    """The first fitted link parameter without curvature the scores cannot absorb (its
+    Schur complement in the Hessian, relative to its own diagonal entry, <= 1e-8), or None."""
+    h = np.asarray(h)
+    idx = np.flatnonzero(np.asarray(_free_mask(cfg)))
+    m = len(cfg.link_log)
+    hf = h[np.ix_(idx, idx)]
+    r = hf.shape[0] - m  # the link parameters are the last m free coordinates
+    a, b, c = hf[:r, :r], hf[:r, r:], hf[r:, r:]
+    try:
+        schur = c - b.T @ np.linalg.solve(a, b)
+    except np.linalg.LinAlgError:
+        schur = np.zeros_like(c)
+    for j, name in enumerate(_link_names(cfg)):
+        if not schur[j, j] > 1e-8 * abs(c[j, j]) or not np.isfinite(schur[j, j]):
+            return name
+    return None
+
+
+def _initial_theta(cfg: _Config, w):
+    n = cfg.n
+    theta0 = np.zeros(_n_theta(cfg))
     t = w[:, 2].sum() / max(w.sum(), 1.0)
     if t > 0:
         theta0[n + 1] = np.log(2 * t / (1 - t)) if t < 1 else 0.0  # nu at equal scores
+    for j, name in enumerate(_link_names(cfg) if cfg.link_log else []):
+        value = float(np.asarray(cfg.link.params[name]))
+        theta0[n + 2 + j] = np.log(value) if cfg.link_log[j] else value
     return theta0
 
 
@@ -675,6 +847,21 @@ def _make_fit(data, cfg, theta, inv, sandwich, loglik, it, done, ref_index, prio
             c[:n] -= c[:n].mean(0)
             c[:, :n] -= c[:, :n].mean(1, keepdims=True)
     keep = [*range(n)] + ([n] if cfg.position else []) + ([n + 1] if cfg.ties == "davidson" else [])
+    keep += list(range(n + 2, _n_theta(cfg)))
+    link, link_params, link_se = cfg.link, None, None
+    if cfg.link_log:
+        phi = theta[n + 2 :]
+        names = _link_names(cfg)
+        values = [
+            float(np.exp(u)) if log else float(u) for u, log in zip(phi, cfg.link_log, strict=True)
+        ]
+        link_params = dict(zip(names, values, strict=True))
+        se_phi = np.sqrt(np.clip(np.diag(full)[n + 2 :], 0.0, None))
+        link_se = {
+            k: float(val * se if log else se)  # delta method from the log scale
+            for k, val, se, log in zip(names, values, se_phi, cfg.link_log, strict=True)
+        }
+        link = cfg.link.with_params(link_params)
     converged = bool(done)
     if not converged:
         warnings.warn(
@@ -694,13 +881,15 @@ def _make_fit(data, cfg, theta, inv, sandwich, loglik, it, done, ref_index, prio
         loglik=float(loglik),
         iterations=int(it),
         converged=converged,
-        link=cfg.link,
+        link=link,
         ties=cfg.ties,
         n_ties=data.n_ties,
         reference=None if ref_index is None else data.items[ref_index],
         prior=prior,
         data=data,
         param_cov=jnp.asarray(full[np.ix_(keep, keep)]),
+        link_params=link_params,
+        link_params_se=link_se,
     )
 
 

@@ -73,20 +73,16 @@ def lower_cdf(y, df):
     z = jnp.exp(log_z)
     a, b = 0.5 * df, 0.5
     direct = z < (a + 1.0) / (a + b + 2.0)
-    # Both branches are evaluated, the unused one on a constant safe argument: a log of a
-    # value that underflows in the unused branch would poison gradients through jnp.where.
-    z_safe = 0.5 * (a + 1.0) / (a + b + 2.0)
-    w_safe = 0.5 * (b + 1.0) / (a + b + 2.0)
-    z_d = jnp.where(direct, z, z_safe)
-    lz_d = jnp.where(direct, log_z, jnp.log(z_safe))
-    l1_d = jnp.where(direct, log_1mz, jnp.log1p(-z_safe))
-    # The complement's argument w = 1 - z = y^2 / (nu + y^2), log w and log(1 - w) = log z.
-    w_c = jnp.where(direct, w_safe, jnp.exp(log_1mz))
-    lw_c = jnp.where(direct, jnp.log(w_safe), log_1mz)
-    l1w_c = jnp.where(direct, jnp.log1p(-w_safe), log_z)
-    tail = 0.5 * _betainc_cf(a, b, z_d, lz_d, l1_d)
-    near = 0.5 - 0.5 * _betainc_cf(b, a, w_c, lw_c, l1w_c)
-    out = jnp.where(direct, tail, near)
+    # One fraction per point, on the branch's arguments: I_z(a, b) directly, or
+    # I_w(b, a) for the complement with w = 1 - z = y^2 / (nu + y^2) (log w and
+    # log(1 - w) = log z known without cancellation).
+    aa = jnp.where(direct, a, b)
+    bb = jnp.where(direct, b, a)
+    xx = jnp.where(direct, z, jnp.exp(log_1mz))
+    lx = jnp.where(direct, log_z, log_1mz)
+    l1x = jnp.where(direct, log_1mz, log_z)
+    inc = _betainc_cf(aa, bb, xx, lx, l1x)
+    out = jnp.where(direct, 0.5 * inc, 0.5 - 0.5 * inc)
     return jnp.where(y == 0, 0.5, out)
 
 
