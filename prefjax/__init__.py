@@ -26,6 +26,8 @@ from ._comparisons import Comparisons as Comparisons
 from ._comparisons import example_data as example_data
 from ._fit import ConvergenceWarning as ConvergenceWarning
 from ._fit import Fit as Fit
+from ._fit import LinkComparison as LinkComparison
+from ._fit import compare_links as compare_links
 from ._fit import fit as fit
 from ._links import LINK_FAMILIES as LINK_FAMILIES
 from ._links import LINKS as LINKS
@@ -68,6 +70,7 @@ __all__ = [
     "LINKS",
     "LINK_FAMILIES",
     "Link",
+    "LinkComparison",
     "PrecisionWarning",
     "RegionBounds",
     "ScoreSensitivity",
@@ -77,6 +80,7 @@ __all__ = [
     "bradley_terry",
     "cauchit",
     "check_assumptions",
+    "compare_links",
     "compose",
     "example_data",
     "fit",
