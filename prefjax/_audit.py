@@ -49,6 +49,10 @@ Array = jax.Array
 #: One percentage point: the move of an observed rate the fragility verdict is about.
 STEP = 0.01
 BOOT_XTOL = 1e-6
+#: Chord steps per resample: the rate ||I - H0^-1 H_b|| is a few percent for a resample of
+#: a large data set, so 5 steps take a start one standard error away below BOOT_XTOL; a
+#: resample whose last step is larger is refitted by damped Newton.
+BOOT_CHORD_STEPS = 5
 _BLOCK_ELEMENTS = 4_000_000  # size of the (pairs x observed pairs) blocks held at once
 
 
@@ -591,7 +595,7 @@ def _jacobian_inputs(fit: Fit, pairs, dense: bool = False):
 def _boot_chunk(cfg: _Config, cells, w_chunk, theta, h0_inv, q, sign, n_pairs, sensitivities):
     """Refit a chunk of resamples (chord-Newton from the fitted theta with the fit's inverse
     Hessian); optionally each one's implicit-function d theta / d r."""
-    th, done = _solve_chord(cfg, cells, w_chunk, theta, h0_inv)
+    th, done = _solve_chord(cfg, cells, w_chunk, theta, h0_inv, BOOT_CHORD_STEPS)
     if not sensitivities:
         return th, done, jnp.zeros((th.shape[0], cfg.n, 1), theta.dtype)
 

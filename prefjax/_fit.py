@@ -372,7 +372,7 @@ def _gradient(cfg: _Config, cells: _Cells, w, theta):
     return g
 
 
-def _solve_chord(cfg: _Config, cells: _Cells, ws, theta0, h0_inv):
+def _solve_chord(cfg: _Config, cells: _Cells, ws, theta0, h0_inv, steps: int | None = None):
     """Newton's chord method for a batch of data sets ws (B, C, 3) close to the one the fit
     came from (bootstrap resamples): theta_b <- theta_b - H0^-1 grad F_b(theta_b), with the
     fit's Hessian H0 fixed (``h0_inv``, its inverse; fixed parameters masked).
@@ -380,11 +380,24 @@ def _solve_chord(cfg: _Config, cells: _Cells, ws, theta0, h0_inv):
     Converges linearly at the rate ||I - H0^-1 H_b||, a few percent for a resample of a large
     data set; each step costs one gradient per resample and one (B, P) x (P, P) product: no
     Hessian, no factorisation. Returns (thetas, converged); the caller refits by
-    :func:`_solve` where a resample did not converge.
+    :func:`_solve` where a resample did not converge. ``steps``: that many steps, unrolled
+    (no while loop), instead of iterating to tolerance.
     """
     free = _free_mask(cfg)
     grads = jax.vmap(lambda w, t: _gradient(cfg, cells, w, t))
     thetas = jnp.broadcast_to(theta0, (ws.shape[0], theta0.shape[0]))
+    if steps is not None:
+        # A fixed number of chord steps, unrolled: XLA's CPU while loop costs several times
+        # its body here. Converged where the last step is below tolerance.
+        th = thetas
+        for _ in range(steps):
+            step = jnp.where(free, -(jnp.where(free, grads(ws, th), 0.0) @ h0_inv), 0.0)
+            th = th + step
+        small = jnp.max(jnp.abs(step), 1) <= cfg.xtol * (1.0 + jnp.max(jnp.abs(th), 1))
+        ok = jnp.all(jnp.isfinite(th), axis=1)
+        thetas, done0 = th, small | ~ok  # the loop below continues the others (small data)
+    else:
+        done0 = jnp.zeros(ws.shape[0], bool)
 
     def cond(state):
         _, it, done = state
@@ -399,7 +412,9 @@ def _solve_chord(cfg: _Config, cells: _Cells, ws, theta0, h0_inv):
         small = jnp.max(jnp.abs(step), 1) <= cfg.xtol * (1.0 + jnp.max(jnp.abs(th), 1))
         return th + step, it + 1, done | (small & finite) | ~finite
 
-    th, _, done = jax.lax.while_loop(cond, body, (thetas, 0, jnp.zeros(ws.shape[0], bool)))
+    th, _, done = jax.lax.while_loop(cond, body, (thetas, 0, done0))
+    if steps is not None:
+        return th, done & jnp.all(jnp.isfinite(th), axis=1)
     finite = jnp.all(jnp.isfinite(grads(ws, th)), axis=1)
     return th, done & finite & jnp.all(jnp.isfinite(th), axis=1)
 
