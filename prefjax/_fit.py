@@ -14,8 +14,10 @@ autodiff of it, so any :class:`prefjax.Link` (custom ones included) fits the sam
 
 The maximiser is a damped Newton (Levenberg-Marquardt) iteration on the dense Hessian, in
 float64, compiled once per (link, tie rule, position, prior) and shape; it works on the
-aggregated cells (at most n (n - 1) of them, however many comparisons) and runs under
-``jax.vmap`` for the bootstrap.
+aggregated cells (at most n (n - 1) of them, however many comparisons), prepared and checked
+once per data set, and runs under ``jax.vmap`` for the bootstrap. ``fit_link=True`` adds
+the link's shape parameters to the maximised parameters; :func:`compare_links` fits several
+links side by side.
 """
 
 from __future__ import annotations
@@ -151,8 +153,9 @@ def outcome_log_probs(g: Link, x, log_nu, ties: str):
     """Log-probabilities of (first wins, second wins, tie) at score difference x.
 
     This is the only function through which the link enters the fit: the likelihood, its
-    gradient, Hessian, sandwich and implicit derivatives are all autodiff of it. Link shape
-    parameters (when :class:`prefjax.Link` grows them) are added here and nowhere else.
+    gradient, Hessian, sandwich and implicit derivatives are all autodiff of it. Fitted link
+    shape parameters (``fit_link=True``) enter through ``g`` itself: the solver rebuilds the
+    link at each iterate's parameters, local coordinates beside x and log nu.
 
     - ``"half"`` and ``"drop"``: log g(x), log g(-x), and for a tie the half-and-half
       contribution (log g(x) + log g(-x)) / 2 (``"drop"`` gives ties zero weight).
