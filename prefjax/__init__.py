@@ -29,7 +29,10 @@ from ._comparisons import Comparisons as Comparisons
 from ._comparisons import example_data as example_data
 from ._fit import ConvergenceWarning as ConvergenceWarning
 from ._fit import Fit as Fit
+from ._fit import LinkComparison as LinkComparison
+from ._fit import compare_links as compare_links
 from ._fit import fit as fit
+from ._links import LINK_FAMILIES as LINK_FAMILIES
 from ._links import LINKS as LINKS
 from ._links import Link as Link
 from ._links import cauchit as cauchit
@@ -37,6 +40,8 @@ from ._links import get_link as get_link
 from ._links import link as link
 from ._links import logistic as logistic
 from ._links import probit as probit
+from ._links import scaled_logistic as scaled_logistic
+from ._links import student_t as student_t
 from ._regions import is_m_sensitive as is_m_sensitive
 from ._regions import region_area as region_area
 from ._results import AreaEstimate as AreaEstimate
@@ -70,7 +75,9 @@ __all__ = [
     "ConvergenceWarning",
     "Fit",
     "LINKS",
+    "LINK_FAMILIES",
     "Link",
+    "LinkComparison",
     "PrecisionWarning",
     "RegionBounds",
     "ScoreSensitivity",
@@ -80,6 +87,7 @@ __all__ = [
     "bradley_terry",
     "cauchit",
     "check_assumptions",
+    "compare_links",
     "compose",
     "example_data",
     "fit",
@@ -93,7 +101,9 @@ __all__ = [
     "region_area",
     "score_sensitivity",
     "score_view",
+    "scaled_logistic",
     "sensitivity",
+    "student_t",
     "theorem1_witness",
     "theorem2_table",
 ]

@@ -30,17 +30,16 @@ import numpy as np
 
 from . import _validate as v
 from ._fit import (
+    Config,
     Fit,
-    _Config,
-    _fit_config,
-    _free_mask,
-    _masked,
-    _objective,
-    _padded_cells,
-    _prepare_cells,
-    _require_x64,
-    _solve,
-    _solve_chord,
+    fit_config,
+    free_mask,
+    masked,
+    objective,
+    padded_cells,
+    prepare_cells,
+    solve,
+    solve_chord,
 )
 from ._links import Link
 
@@ -49,6 +48,10 @@ Array = jax.Array
 #: One percentage point: the move of an observed rate the fragility verdict is about.
 STEP = 0.01
 BOOT_XTOL = 1e-6
+#: Chord steps per resample: the rate ||I - H0^-1 H_b|| is a few percent for a resample of
+#: a large data set, so 5 steps take a start one standard error away below BOOT_XTOL; a
+#: resample whose last step is larger is refitted by damped Newton.
+BOOT_CHORD_STEPS = 5
 _BLOCK_ELEMENTS = 4_000_000  # size of the (pairs x observed pairs) blocks held at once
 
 
@@ -381,7 +384,7 @@ def _pair_index(cells_a, cells_b, pairs, n):
     return q, sign
 
 
-def _dtheta(cfg: _Config, cells, w, theta, q, sign, n_pairs: int, counts_c):
+def _dtheta(cfg: Config, cells, w, theta, q, sign, n_pairs: int, counts_c):
     """d theta / d r for every observed pair: (n + 2, Q), by the implicit function theorem.
 
     At the optimum grad F(theta; r) = 0, so d theta / d r = -H^-1 d(grad F)/dr. Moving pair
@@ -391,9 +394,9 @@ def _dtheta(cfg: _Config, cells, w, theta, q, sign, n_pairs: int, counts_c):
     Newton iterations.
     """
     n = cfg.n
-    free = _free_mask(cfg)
-    _, g, h, d1 = _objective(cfg, cells, w, theta)
-    _, h = _masked(free, g, h)
+    free = free_mask(cfg)
+    _, g, h, d1 = objective(cfg, cells, w, theta)
+    _, h = masked(free, g, h)
     vloc = (counts_c * sign)[:, None] * (d1[:, 0, :] - d1[:, 1, :])  # (C, k)
     vx = vloc[:, 0]
     rhs = jnp.zeros((n + 2, n_pairs), theta.dtype)
@@ -497,7 +500,7 @@ def audit(
         >>> row["i"], row["j"], row["observed"]
         ('Baltimore', 'Boston', 13)
     """
-    _require_x64("prefjax.audit")
+    v.require_x64("prefjax.audit")
     if not isinstance(fit, Fit):
         raise TypeError(f"fit must be a prefjax.Fit (from prefjax.fit); got {type(fit)}")
     M = v.check_positive_number("M", M)
@@ -546,7 +549,7 @@ def audit(
     if bootstrap:
         if bootstrap_sensitivities is None:
             bootstrap_sensitivities = n <= 50
-        # The bootstrap's layout: dense data as the whole n x n grid (see _padded_cells).
+        # The bootstrap's layout: dense data as the whole n x n grid (see padded_cells).
         _, cells_b, w_b, _, q_b, sign_b, _ = _jacobian_inputs(fit, pairs, dense=True)
         boot = _bootstrap(
             fit, cfg, cells_b, w_b, theta, pairs, q_b, sign_b, int(bootstrap), int(seed), level,
@@ -570,9 +573,9 @@ def audit(
 
 
 def _jacobian_inputs(fit: Fit, pairs, dense: bool = False):
-    cfg, _, _, theta = _fit_config(fit)
-    a, b, pos, w = _prepare_cells(fit.data, cfg.position, fit.ties)
-    cells, w_pad, slot = _padded_cells(a, b, pos, w, cfg.n, dense)
+    cfg, _, _, theta = fit_config(fit)
+    a, b, pos, w = prepare_cells(fit.data, cfg.position, fit.ties)
+    cells, w_pad, slot = padded_cells(a, b, pos, w, cfg.n, dense)
     q, sign = _pair_index(a, b, pairs, cfg.n)
     size = cells.a.shape[0]
 
@@ -588,10 +591,10 @@ def _jacobian_inputs(fit: Fit, pairs, dense: bool = False):
 
 
 @partial(jax.jit, static_argnums=(0, 7, 8))
-def _boot_chunk(cfg: _Config, cells, w_chunk, theta, h0_inv, q, sign, n_pairs, sensitivities):
+def _boot_chunk(cfg: Config, cells, w_chunk, theta, h0_inv, q, sign, n_pairs, sensitivities):
     """Refit a chunk of resamples (chord-Newton from the fitted theta with the fit's inverse
     Hessian); optionally each one's implicit-function d theta / d r."""
-    th, done = _solve_chord(cfg, cells, w_chunk, theta, h0_inv)
+    th, done = solve_chord(cfg, cells, w_chunk, theta, h0_inv, BOOT_CHORD_STEPS)
     if not sensitivities:
         return th, done, jnp.zeros((th.shape[0], cfg.n, 1), theta.dtype)
 
@@ -602,9 +605,9 @@ def _boot_chunk(cfg: _Config, cells, w_chunk, theta, h0_inv, q, sign, n_pairs, s
 
 
 @partial(jax.jit, static_argnums=(0, 6, 7))
-def _boot_one(cfg: _Config, cells, w, theta, q, sign, n_pairs, sensitivities):
+def _boot_one(cfg: Config, cells, w, theta, q, sign, n_pairs, sensitivities):
     """The damped-Newton refit of one resample where the chord iteration did not converge."""
-    s = _solve(cfg, cells, w, theta)
+    s = solve(cfg, cells, w, theta)
     dth = jnp.zeros((cfg.n, 1), theta.dtype)
     if sensitivities:
         dth = _dtheta(cfg, cells, w, s.theta, q, sign, n_pairs, w.sum(1))[0][: cfg.n]
@@ -612,10 +615,10 @@ def _boot_one(cfg: _Config, cells, w, theta, q, sign, n_pairs, sensitivities):
 
 
 @partial(jax.jit, static_argnums=0)
-def _hessian_inverse(cfg: _Config, cells, w, theta):
+def _hessian_inverse(cfg: Config, cells, w, theta):
     """Inverse of the (masked) Hessian of F at the fit: the chord method's fixed step."""
-    _, g, h, _ = _objective(cfg, cells, w, theta)
-    return jnp.linalg.inv(_masked(_free_mask(cfg), g, h)[1])
+    _, g, h, _ = objective(cfg, cells, w, theta)
+    return jnp.linalg.inv(masked(free_mask(cfg), g, h)[1])
 
 
 def _progress_bar(total: int, enabled: bool):
@@ -713,8 +716,8 @@ def _bootstrap(fit, cfg, cells, w, theta, pairs, q, sign, n_boot, seed, level, s
 def _resampled_local_m(fit, g, wb):
     """Lemma 1's local M on one resample's observed rates."""
     n = len(fit.items)
-    a, b, pos, w = _prepare_cells(fit.data, fit.position is not None, fit.ties)
-    wb = wb[_padded_cells(a, b, pos, w, n, True)[2]]  # the resample's counts of the cells
+    a, b, pos, w = prepare_cells(fit.data, fit.position is not None, fit.ties)
+    wb = wb[padded_cells(a, b, pos, w, n, True)[2]]  # the resample's counts of the cells
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     k_wins = np.where(a == lo, wb[:, 0], wb[:, 1]) + 0.5 * wb[:, 2]
     tot = wb.sum(1)

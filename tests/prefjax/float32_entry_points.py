@@ -74,6 +74,13 @@ def cases(prefjax):
         ("example_data", lambda: pj.example_data().name, VALUE),
         ("fit", lambda: pj.fit(pj.Comparisons.from_pairs([(0, 1), (1, 2), (2, 0)])), X64),
         ("audit", lambda: pj.audit(_FIT[0]), X64),
+        (
+            "compare_links",
+            lambda: pj.compare_links(
+                pj.Comparisons.from_pairs([(0, 1), (1, 2), (2, 0)]), [pj.logistic, pj.probit]
+            ),
+            X64,
+        ),
         ("bradley_terry.compose", lambda: bt.compose(0.9801, 0.02), VALUE),
         ("bradley_terry.d_ik", lambda: bt.d_ik(0.99, 0.02), VALUE),
         ("bradley_terry.d_kj", lambda: bt.d_kj(0.99, 0.02), VALUE),

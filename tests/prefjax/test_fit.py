@@ -249,7 +249,9 @@ def test_bad_arguments_are_named(baseball):
     with pytest.raises(ValueError, match=r"unknown ties 'tied'"):
         prefjax.fit(pairs, ties="tied")
     with pytest.raises(TypeError, match="link must be"):
-        prefjax.fit(pairs, link="probit")
+        prefjax.fit(pairs, link=3)
+    with pytest.raises(ValueError, match="unknown link 'probt'"):
+        prefjax.fit(pairs, link="probt")
     with pytest.raises(ValueError, match="unknown item 'Z'"):
         prefjax.fit(pairs, reference="Z")
     with pytest.raises(ValueError, match="prior must be"):
