@@ -77,14 +77,20 @@ def log_derivative_from(fn: Callable, derivative: Callable) -> Callable:
         direct = jnp.log(derivative(x))
         y = -jnp.abs(x)
         h = _LOG_FD_STEP * jnp.maximum(jnp.abs(y), 1.0)
-        slope = (jnp.log(fn(y + h)) - jnp.log(fn(y - h))) / (2.0 * h)
-        fallback = jnp.log(fn(y)) + jnp.log(slope)
+        # One-sided towards 0 where g(y - h) underflows; -inf where g(y) itself does.
+        lo = jnp.where(fn(y - h) > 0, y - h, y)
+        slope = (jnp.log(fn(y + h)) - jnp.log(fn(lo))) / (y + h - lo)
+        gy = fn(y)
+        fallback = jnp.where(gy > 0, jnp.log(jnp.where(gy > 0, gy, 1.0)) + jnp.log(slope), -jnp.inf)
+        fallback = jnp.where(jnp.isnan(fallback), -jnp.inf, fallback)
         return jnp.where(jnp.isfinite(direct) & (direct > -700.0), direct, fallback)
 
     return log_derivative
 
 
-def log_space_compose(fn: Callable, inverse: Callable, log_derivative: Callable) -> Callable:
+def log_space_compose(
+    fn: Callable, inverse: Callable, log_derivative: Callable, derivative: Callable
+) -> Callable:
     """Lemma 1, g(g^-1(a) + g^-1(b)), with its first and second derivatives in log space.
 
     The chain rule multiplies g'(x_ij) by (g^-1)'(a) = 1 / g'(x_a): for a heavy tail both
@@ -92,8 +98,11 @@ def log_space_compose(fn: Callable, inverse: Callable, log_derivative: Callable)
     their product, Eq. (2), is NaN where it is ~1. Here the partials are
     exp(log g'(x_ij) - log g'(x_a)) and their own derivatives (the Hessian)
     d/da = r (L'(x_ij) - L'(x_a)) / g'(x_a), d/db = r L'(x_ij) / g'(x_b) (L = log g'),
-    each one exp of a sum of logs, exact where L'(x_ij) - L'(x_a) = 0 (b = 1/2).
+    each one exp of a sum of logs, exact where L'(x_ij) - L'(x_a) = 0 (b = 1/2). Where both
+    g' are normal floats the partial itself is their plain quotient (2 ulps; the exp of a
+    difference of logs ~700 would cost eps * 700).
     """
+    normal = 2.0**-1000  # g' above this: the quotient neither under- nor overflows
 
     def parts(a, b):
         xa, xb = inverse(a), inverse(b)
@@ -104,15 +113,17 @@ def log_space_compose(fn: Callable, inverse: Callable, log_derivative: Callable)
     def ratio(a, b):
         """dp_ij / da = g'(x_a + x_b) / g'(x_a)."""
         xa, xb, x, log_r = parts(a, b)
-        # g'(x_ij) and g'(x_a) both underflowed (a custom link whose log g' is log(g') = -inf):
-        # x_b = 0 makes the ratio exactly 1; otherwise it is NaN as before, never a lie.
-        return jnp.where(xb == 0, 1.0, jnp.exp(log_r))
+        da, dx = derivative(xa), derivative(x)
+        plain = (da > normal) & (dx > normal)
+        quotient = dx / jnp.where(plain, da, 1.0)
+        # x_b = 0: exactly 1, even where both g' underflow.
+        return jnp.where(xb == 0, 1.0, jnp.where(plain, quotient, jnp.exp(log_r)))
 
     @ratio.defjvp
     def _ratio_jvp(primals, tangents):
         (a, b), (ta, tb) = primals, tangents
         xa, xb, x, log_r = parts(a, b)
-        r = jnp.where(xb == 0, 1.0, jnp.exp(log_r))
+        r = ratio(a, b)
         log_r = jnp.where(xb == 0, 0.0, log_r)
         dl_x, dl_a = _dlog(log_derivative, x), _dlog(log_derivative, xa)
         diff = jnp.where(xb == 0, 0.0, dl_x - dl_a)
@@ -177,7 +188,9 @@ class Link:
         # Lemma 1 as one differentiable function of (p_ik, p_kj). A link may supply a closed
         # form that needs fewer transcendentals (logistic: Eq. (3), rational); it must equal
         # g(g^-1(p_ik) + g^-1(p_kj)) and carry the chain rule as its JVP.
-        self._compose = compose or log_space_compose(self._fn, self._inverse, self._log_derivative)
+        self._compose = compose or log_space_compose(
+            self._fn, self._inverse, self._log_derivative, self._derivative
+        )
 
     def __call__(self, x) -> Array:
         """g(x), the probability that an option with score difference x wins."""
@@ -272,7 +285,14 @@ probit = Link(
     compose=_probit_compose,
 )
 
-_cauchy_pdf = lambda x: jnp.exp(nx.cauchy_log_pdf(x))  # noqa: E731
+def _cauchy_pdf(x):
+    """1 / (pi (1 + x^2)) to a few ulps: as w^2 / (pi (1 + w^2)) with w = 1/|x| beyond |x| = 1
+    (no overflow of x^2; exp of the log pdf would cost eps |log pdf|, 8e-14 at x = 1e77)."""
+    a = jnp.abs(x)
+    big = a > 1.0
+    w = 1.0 / jnp.where(big, a, 1.0)
+    return jnp.where(big, w * w / (jnp.pi * (1.0 + w * w)), 1.0 / (jnp.pi * (1.0 + x * x)))
+
 cauchit = Link(
     fn=_with_jvp(nx.cauchy_cdf, _cauchy_pdf),
     inverse=_inverse_with_jvp(nx.cauchy_quantile, _cauchy_pdf),
