@@ -73,17 +73,21 @@ def log_derivative_from(fn: Callable, derivative: Callable) -> Callable:
     log(g') is -inf.
     """
 
-    def log_derivative(x):
-        direct = jnp.log(derivative(x))
+    def fallback(x):
         y = -jnp.abs(x)
         h = _LOG_FD_STEP * jnp.maximum(jnp.abs(y), 1.0)
         # One-sided towards 0 where g(y - h) underflows; -inf where g(y) itself does.
         lo = jnp.where(fn(y - h) > 0, y - h, y)
         slope = (jnp.log(fn(y + h)) - jnp.log(fn(lo))) / (y + h - lo)
         gy = fn(y)
-        fallback = jnp.where(gy > 0, jnp.log(jnp.where(gy > 0, gy, 1.0)) + jnp.log(slope), -jnp.inf)
-        fallback = jnp.where(jnp.isnan(fallback), -jnp.inf, fallback)
-        return jnp.where(jnp.isfinite(direct) & (direct > -700.0), direct, fallback)
+        out = jnp.where(gy > 0, jnp.log(jnp.where(gy > 0, gy, 1.0)) + jnp.log(slope), -jnp.inf)
+        return jnp.where(jnp.isnan(out), -jnp.inf, out)
+
+    def log_derivative(x):
+        direct = jnp.log(derivative(x))
+        ok = jnp.isfinite(direct) & (direct > -700.0)
+        # The difference costs three more g evaluations: only when some entry needs it.
+        return jax.lax.cond(jnp.all(ok), lambda: direct, lambda: jnp.where(ok, direct, fallback(x)))
 
     return log_derivative
 
@@ -237,8 +241,14 @@ def _logistic_compose(a, b):
     Both terms of the denominator are positive, so it is accurate to a few ulps at every
     corner of the unit square, and costs no transcendental function.
     """
-    ab = a * b
-    return ab / (ab + (1.0 - a) * (1.0 - b))
+    return logistic_odds_compose(a, b)
+
+
+def logistic_odds_compose(a, b):
+    """Eq. (3) as 1 / (1 + r), r = ((1 - a)/a) ((1 - b)/b): the odds' product never passes
+    through the subnormal range where a b does (a = 0.9, b = 2.2e-308: a b = 2e-308 is
+    flushed to 0 on XLA's CPU, p_ij = 2e-307 is not); r = inf gives 0, the correct rounding."""
+    return 1.0 / (1.0 + ((1.0 - a) / a) * ((1.0 - b) / b))
 
 
 @_logistic_compose.defjvp
@@ -248,7 +258,7 @@ def _logistic_compose_jvp(primals, tangents):
     den = ab + cc
     # Chain rule of Eq. (2): g'(x_ij) * (g^-1)'(a) = [ab cc / den^2] / [a (1 - a)], which
     # simplifies to b (1 - b) / den^2 (Eq. (4)); symmetrically a (1 - a) / den^2 for b.
-    return ab / den, (ta * (b * (1.0 - b)) + tb * (a * (1.0 - a))) / (den * den)
+    return logistic_odds_compose(a, b), (ta * (b * (1.0 - b)) + tb * (a * (1.0 - a))) / (den * den)
 
 
 logistic = Link(
@@ -285,6 +295,7 @@ probit = Link(
     compose=_probit_compose,
 )
 
+
 def _cauchy_pdf(x):
     """1 / (pi (1 + x^2)) to a few ulps: as w^2 / (pi (1 + w^2)) with w = 1/|x| beyond |x| = 1
     (no overflow of x^2; exp of the log pdf would cost eps |log pdf|, 8e-14 at x = 1e77)."""
@@ -292,6 +303,7 @@ def _cauchy_pdf(x):
     big = a > 1.0
     w = 1.0 / jnp.where(big, a, 1.0)
     return jnp.where(big, w * w / (jnp.pi * (1.0 + w * w)), 1.0 / (jnp.pi * (1.0 + x * x)))
+
 
 cauchit = Link(
     fn=_with_jvp(nx.cauchy_cdf, _cauchy_pdf),

@@ -187,4 +187,15 @@ def score_sensitivity(g, x_ik, x_kj) -> ScoreSensitivity:
     x_kj = v.as_float_array("x_kj", x_kj)
     v.broadcast_shapes(x_ik=x_ik, x_kj=x_kj)
     v.check_finite(x_ik=x_ik, x_kj=x_kj)
-    return _score_kernel(g, x_ik, x_kj)
+    out = _score_kernel(g, x_ik, x_kj)
+    if not v.is_traced(out.log_d_ik):
+        for name, x, log_d in (("x_kj", x_kj, out.log_d_ik), ("x_ik", x_ik, out.log_d_kj)):
+            if not bool(jnp.all(jnp.isfinite(log_d))):
+                # A custom link whose g itself underflows there (its log g' is then -inf):
+                # no finite number can be given, so say where instead of returning -inf/NaN.
+                raise ValueError(
+                    f"link {g.name!r} cannot resolve log g' at these scores ({name} = "
+                    f"{x!r} gives log(dp_ij/dp_..) = {log_d!r}): g(-|x|) underflows float64 "
+                    "there; pass a Link with a log_derivative in closed form"
+                )
+    return out
