@@ -5,7 +5,8 @@ a namespace of its own in which its blocks run in order, as a reader pastes them
 temporary directory, with matplotlib's non-interactive backend. A block that cannot run here
 is marked on the line just before its fence with ``<!-- skip: reason -->`` (it needs
 llm_bridge's torch stack, a model download or a GPU, or it is a fragment with placeholders);
-that marker is the one convention.
+that marker is the one convention. The audit how-to pages are run (and what they print
+checked) by tests/prefjax/test_audit_docs.py, so not here again.
 """
 
 import os
@@ -48,11 +49,20 @@ def blocks(page: Path) -> tuple[list[str], list[str]]:
     return run, skipped
 
 
-RUNNABLE = [(p.relative_to(ROOT).as_posix(), blocks(p)[0]) for p in PAGES if blocks(p)[0]]
+# Pages whose blocks another test already runs (and checks what they print): not run twice.
+RUN_ELSEWHERE = {
+    "docs/howto/audit-dataset.md": "tests/prefjax/test_audit_docs.py",
+    "docs/howto/audit-leaderboard.md": "tests/prefjax/test_audit_docs.py",
+}
+RUNNABLE = [
+    (name, run)
+    for name, run in ((p.relative_to(ROOT).as_posix(), blocks(p)[0]) for p in PAGES)
+    if run and name not in RUN_ELSEWHERE
+]
 
 
 def test_the_pages_with_python_are_collected():
-    names = {name for name, _ in RUNNABLE}
+    names = {name for name, _ in RUNNABLE} | set(RUN_ELSEWHERE)
     assert {"README.md", "docs/howto/own-link.md", "docs/getting-started.md"} <= names
     skipped = {p.relative_to(ROOT).as_posix() for p in PAGES if blocks(p)[1]}
     assert skipped == {"docs/llm_theory.md", "docs/llm_training.md"}  # marked, with reasons
