@@ -73,6 +73,7 @@ def log_derivative_from(fn: Callable, derivative: Callable) -> Callable:
     log(g') is -inf.
     """
 
+    @jax.custom_jvp
     def fallback(x):
         y = -jnp.abs(x)
         h = _LOG_FD_STEP * jnp.maximum(jnp.abs(y), 1.0)
@@ -82,6 +83,15 @@ def log_derivative_from(fn: Callable, derivative: Callable) -> Callable:
         gy = fn(y)
         out = jnp.where(gy > 0, jnp.log(jnp.where(gy > 0, gy, 1.0)) + jnp.log(slope), -jnp.inf)
         return jnp.where(jnp.isnan(out), -jnp.inf, out)
+
+    @fallback.defjvp
+    def _fallback_jvp(primals, tangents):
+        # Its derivative (L', for the Hessian) by the same central difference: autodiff would
+        # go through g' (underflowed: 0) and lose (log g)' from the slope.
+        (x,), (t,) = primals, tangents
+        h = _LOG_FD_STEP * jnp.maximum(jnp.abs(x), 1.0)
+        slope = (fallback(x + h) - fallback(x - h)) / (2.0 * h)
+        return fallback(x), t * jnp.where(jnp.isfinite(slope), slope, 0.0)
 
     def log_derivative(x):
         direct = jnp.log(derivative(x))

@@ -635,3 +635,82 @@ def test_link_refuses_what_is_not_a_link(args):
     with pytest.raises(CLEAR_ERRORS):
         prefjax.link(*args)
     record("link", error=True)
+
+
+# --- the issue's own cases, one by one ---------------------------------------------------------
+
+
+def test_tiny_rtol_is_raised_to_the_floor_not_looped_on():
+    with pytest.warns(RuntimeWarning, match="rtol = 1e-20 is below"):
+        est = prefjax.region_area(prefjax.logistic, 10.0, rtol=1e-20)
+    check_area("region_area quad (logistic)", est, mp_logistic_area(10.0))
+
+
+def test_adaptive_quadrature_is_capped_with_an_honest_error():
+    from prefjax import _quadrature as qd
+
+    rng = np.random.default_rng(0)
+    noise = lambda x: 1.0 + 1e-6 * rng.standard_normal(x.shape)  # noqa: E731  (never converges)
+    with pytest.warns(RuntimeWarning, match="stopped after"):
+        value, error, n = qd.adaptive_gk(noise, [0.0], [1.0], rtol=1e-15, max_evals=20_000)
+    assert n <= 20_000 and abs(value - 1.0) <= error
+
+
+@pytest.mark.parametrize("M", [1e14, 1e17])
+def test_cauchit_at_large_M_is_fast_and_covered(M):
+    est = prefjax.region_area(prefjax.cauchit, M)
+    check_area("region_area quad (cauchit)", est, mp_cauchit_area(M))
+
+
+@pytest.mark.parametrize("method", ["quad", "grid", "mc", "is"])
+@pytest.mark.parametrize("M", [1e13, 1e15, 1e16, 1e300])
+def test_large_M_every_method_covers_proposition_1(method, M):
+    n = {"quad": None, "grid": 200, "mc": 10_000, "is": 10_000}[method]
+    est = prefjax.region_area(prefjax.logistic, M, method=method, n=n)
+    check_area(f"region_area {method}", est, mp_logistic_area(M))
+    if method == "quad" and M <= 1e16:  # ~1e-13 relative, Proposition 1
+        assert rel_err(est.value, mp_logistic_area(M)) <= 1e-12
+
+
+def test_heavy_tails_at_1e_300_in_log_space():
+    for p in (1e-155, 1e-160, 1e-300):
+        s = prefjax.sensitivity(prefjax.cauchit, p, 0.5)
+        assert rel_err(s.d_ik, MP_LINKS["cauchit"].d_ik(p, 0.5)) <= ULPS * EPS
+        s = prefjax.sensitivity(STUDENT_T3, p, 0.5)
+        want = MP_T3.d_kj(p, 0.5)  # ~p^(4/3); d_ik is exactly 1 (x_kj = 0)
+        assert float(s.d_ik) == 1.0
+        assert rel_err(s.d_kj, want) <= 1e-7 or abs(mp.mpf(float(s.d_kj)) - want) <= TINY
+
+
+def mp_hessian(ref, p_ik, p_kj):
+    """The Hessian of p_ij(p_ik, p_kj) at 60 digits: Eq. (2)'s partials differentiated by the
+    chain rule, d/dp = (1/g'(x)) d/dx, with L' = (log g')' from mpmath's own derivative."""
+    with mp.workdps(60):
+        xa, xb = ref.inv(p_ik), ref.inv(p_kj)
+        x = xa + xb
+        # (a relative step: at x = -1e100 an absolute one would not move log g')
+        dL = lambda t: mp.diff(lambda u: mp.log(ref.dg(u)), t, h=max(1, abs(t)) * 1e-20)  # noqa: E731
+        d_ik, d_kj = ref.dg(x) / ref.dg(xa), ref.dg(x) / ref.dg(xb)
+        return [
+            [(dL(x) - dL(xa)) * d_ik / ref.dg(xa), dL(x) * d_ik / ref.dg(xb)],
+            [dL(x) * d_kj / ref.dg(xa), (dL(x) - dL(xb)) * d_kj / ref.dg(xb)],
+        ]
+
+
+def test_hessian_of_lemma_1_in_log_space():
+    """jax.hessian of g.compose at (1e-300, 1/2) against mpmath: finite, symmetric, right."""
+    sig = prefjax.link(jax.nn.sigmoid, name="sigmoid")
+    for g, ref in ((sig, MP_LINKS["logistic"]), (STUDENT_T3, MP_T3)):
+        h = np.array(jax.hessian(g.compose, argnums=(0, 1))(1e-300, 0.5), dtype=float)
+        want = mp_hessian(ref, 1e-300, 0.5)
+        assert np.all(np.isfinite(h)), h
+        assert abs(h[0, 1] - h[1, 0]) <= 1e-12 * abs(h[0, 1]), h  # symmetric to rounding
+        for got, w in zip(h.ravel(), [w for row in want for w in row], strict=True):
+            # log-space partials: eps |log g'| ~ 1e-13; the t3's L' by central differences
+            # of log g (its g' underflows at x ~ -1e100): ~1e-8
+            assert abs(mp.mpf(got) - w) <= 1e-7 * abs(w) + TINY, (g, h, want)
+
+
+def test_student_t_with_betainc_passes_the_assumption_grid():
+    report = prefjax.check_assumptions(STUDENT_T3)  # near-duplicate grid points at x = -1e-3
+    assert report.ok, str(report)
