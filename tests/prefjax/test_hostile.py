@@ -13,7 +13,7 @@ Student-t(3) written with ``betainc``, and a link given a wrong inverse). Subnor
 (5e-324 up to 2.2e-308) are the float-policy work's (issue 13) and are swept separately.
 
 hypothesis runs derandomized (the same cases every run) with a deadline per case; the file
-takes about two minutes on two busy cores. Set HOSTILE_LOG=path to write the figures (cases
+takes about two and a half minutes on two busy cores (user time ~2 min). Set HOSTILE_LOG=path to write the figures (cases
 tried, failures, worst relative error per function) as JSON; ``-s`` prints them.
 
 Tolerances: pointwise results are held to the condition-number bound of
@@ -213,7 +213,7 @@ def assert_within_the_links_own_accuracy(g, ref, p_ik, p_kj, s):
         assert rel_err(got, want) <= 1e3 * tol or abs(mp.mpf(float(got)) - want) <= TINY
 
 
-@fast(160)
+@fast(120)
 @given(name=link_names, p_ik=probabilities, p_kj=probabilities)
 def test_sensitivity_and_compose(name, p_ik, p_kj):
     g, ref = LINK_PAIRS[name]
@@ -663,7 +663,7 @@ def test_cauchit_at_large_M_is_fast_and_covered(M):
 
 
 @pytest.mark.parametrize("method", ["quad", "grid", "mc", "is"])
-@pytest.mark.parametrize("M", [1e13, 1e15, 1e16, 1e300])
+@pytest.mark.parametrize("M", [1e15, 1e300])  # (1e13, 1e16: in the sweep's list)
 def test_large_M_every_method_covers_proposition_1(method, M):
     n = {"quad": None, "grid": 200, "mc": 10_000, "is": 10_000}[method]
     est = prefjax.region_area(prefjax.logistic, M, method=method, n=n)
