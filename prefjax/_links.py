@@ -130,8 +130,12 @@ def log_space_compose(
         da, dx = derivative(xa), derivative(x)
         plain = (da > normal) & (dx > normal)
         quotient = dx / jnp.where(plain, da, 1.0)
-        # x_b = 0: exactly 1, even where both g' underflow.
-        return jnp.where(xb == 0, 1.0, jnp.where(plain, quotient, jnp.exp(log_r)))
+        # x_b = 0: exactly 1, even where both g' underflow. A log g'(x_ij) of -inf (a custom
+        # g that itself underflows there) says nothing of the partial's size: NaN, never a
+        # silent 0 (prefjax.sensitivity turns it into an error naming the input).
+        lost = ~jnp.isfinite(log_derivative(x)) & jnp.isfinite(log_derivative(xa))
+        logs = jnp.where(lost, jnp.nan, jnp.exp(log_r))
+        return jnp.where(xb == 0, 1.0, jnp.where(plain, quotient, logs))
 
     @ratio.defjvp
     def _ratio_jvp(primals, tangents):

@@ -149,8 +149,20 @@ def sensitivity(g, p_ik, p_kj) -> Sensitivity:
     """
     g, p_ik, p_kj = _prepare(g, p_ik, p_kj)
     out, ok = sensitivity_kernel(g, p_ik, p_kj)
-    if not v.is_traced(ok) and not bool(ok):
-        v.raise_for_bad_probabilities(p_ik=p_ik, p_kj=p_kj)
+    if not v.is_traced(ok):
+        if not bool(ok):
+            v.raise_for_bad_probabilities(p_ik=p_ik, p_kj=p_kj)
+        lost = jnp.isnan(out.d_ik) | jnp.isnan(out.d_kj)
+        if bool(jnp.any(lost)):
+            i = jnp.unravel_index(jnp.argmax(lost.ravel()), lost.shape) if lost.ndim else ()
+            at = "[" + ", ".join(str(int(k)) for k in i) + "]" if i else ""
+            raise ValueError(
+                f"link {g.name!r} cannot resolve dp_ij/dp at p_ik{at} = "
+                f"{float(jnp.broadcast_to(p_ik, lost.shape)[i])!r}, p_kj{at} = "
+                f"{float(jnp.broadcast_to(p_kj, lost.shape)[i])!r}: its g underflows float64 "
+                "at g^-1(p_ik) + g^-1(p_kj), so log g' is unknown there; use a link with "
+                "log g' in closed form"
+            )
     return out
 
 
