@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _validate as vd
+from ._area_mc import wilson_half_width
 from ._links import Link
 from ._results import MC_SIGMAS, AreaEstimate
 
@@ -29,6 +30,7 @@ _IS_BOXES = ((50, 1.5), (100, 1.25), (100, 8.0))  # (percentile of hit distances
 _IS_HIST_BOX = 1  # the histogram's cells divide _IS_BOXES[1]
 _IS_CELLS = 8
 _IS_CHUNK = 1 << 16  # draws per compiled call
+_FEW_HITS = 30  # below this many hits the error bar also takes the Wilson interval
 
 
 def _cell_of(near, corner, box):
@@ -123,7 +125,7 @@ def is_area(g: Link, M: float, wrt: str, *, n=None, seed=0, rtol=None) -> AreaEs
     key_pilot, key = jax.random.split(jax.random.key(int(seed)))
     log_m = jnp.asarray(math.log(M))
     a = jnp.asarray(1.0 / (1.0 + max(math.log10(M), 0.0)))
-    n_pilot = max(n // 10, 100)
+    n_pilot = min(max(n // 10, 100), n // 2)
     placeholder = (jnp.full((2, 1), 0.5), jnp.full((2, 1), 0.5), jnp.full((2, 1), 0.5))
 
     def draws(key, count, boxes, corner_p, cell_p, weights):
@@ -160,13 +162,22 @@ def is_area(g: Link, M: float, wrt: str, *, n=None, seed=0, rtol=None) -> AreaEs
     mass = np.bincount(np.asarray(cell)[keep], weights=w[keep], minlength=cells)
     cell_p = jnp.asarray(mass / mass.sum() if mass.sum() > 0 else np.full(cells, 1.0 / cells))
     n_main = n - n_pilot
+    counts_main = []  # per chunk: draws in the region
     sums = []  # per chunk (sum of weights in the region, sum of their squares), on device
     main_weights = jnp.asarray(_IS_WEIGHTS)
     for w, _, _, hit in draws(key, n_main, boxes, corner_p, cell_p, main_weights):
         contrib = jnp.where(hit[row], w, 0.0)
         sums.append(jnp.stack([jnp.sum(contrib), jnp.sum(contrib * contrib)]))
+        counts_main.append(jnp.sum(hit[row]))
     total, total_sq = np.sum(np.asarray(jnp.stack(sums)), axis=0)  # one transfer
     total, total_sq = float(total), float(total_sq)
     mean = total / n_main
     var = max(total_sq / n_main - mean * mean, 0.0)
-    return AreaEstimate(mean, MC_SIGMAS * math.sqrt(var / n_main) + 1.0 / n_main**2, "is", n)
+    error = MC_SIGMAS * math.sqrt(var / n_main) + 1.0 / n_main**2
+    # Few hits: the sample variance is itself unreliable. Each draw's weight is at most
+    # 1 / weights[0] (the uniform component), so the mean is within that times the Wilson
+    # interval of the hit fraction.
+    hit_count = sum(int(c) for c in counts_main)
+    if hit_count < _FEW_HITS:
+        error = max(error, wilson_half_width(hit_count, n_main) / _IS_WEIGHTS[0])
+    return AreaEstimate(mean, error, "is", n)

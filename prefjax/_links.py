@@ -76,18 +76,38 @@ def log_derivative_from(fn: Callable, derivative: Callable) -> Callable:
     log(g') is -inf.
     """
 
-    def log_derivative(x):
-        direct = jnp.log(derivative(x))
+    @jax.custom_jvp
+    def fallback(x):
         y = -jnp.abs(x)
         h = _LOG_FD_STEP * jnp.maximum(jnp.abs(y), 1.0)
-        slope = (jnp.log(fn(y + h)) - jnp.log(fn(y - h))) / (2.0 * h)
-        fallback = jnp.log(fn(y)) + jnp.log(slope)
-        return jnp.where(jnp.isfinite(direct) & (direct > -700.0), direct, fallback)
+        # One-sided towards 0 where g(y - h) underflows; -inf where g(y) itself does.
+        lo = jnp.where(fn(y - h) > 0, y - h, y)
+        slope = (jnp.log(fn(y + h)) - jnp.log(fn(lo))) / (y + h - lo)
+        gy = fn(y)
+        out = jnp.where(gy > 0, jnp.log(jnp.where(gy > 0, gy, 1.0)) + jnp.log(slope), -jnp.inf)
+        return jnp.where(jnp.isnan(out), -jnp.inf, out)
+
+    @fallback.defjvp
+    def _fallback_jvp(primals, tangents):
+        # Its derivative (L', for the Hessian) by the same central difference: autodiff would
+        # go through g' (underflowed: 0) and lose (log g)' from the slope.
+        (x,), (t,) = primals, tangents
+        h = _LOG_FD_STEP * jnp.maximum(jnp.abs(x), 1.0)
+        slope = (fallback(x + h) - fallback(x - h)) / (2.0 * h)
+        return fallback(x), t * jnp.where(jnp.isfinite(slope), slope, 0.0)
+
+    def log_derivative(x):
+        direct = jnp.log(derivative(x))
+        ok = jnp.isfinite(direct) & (direct > -700.0)
+        # The difference costs three more g evaluations: only when some entry needs it.
+        return jax.lax.cond(jnp.all(ok), lambda: direct, lambda: jnp.where(ok, direct, fallback(x)))
 
     return log_derivative
 
 
-def log_space_compose(fn: Callable, inverse: Callable, log_derivative: Callable) -> Callable:
+def log_space_compose(
+    fn: Callable, inverse: Callable, log_derivative: Callable, derivative: Callable
+) -> Callable:
     """Lemma 1, g(g^-1(a) + g^-1(b)), with its first and second derivatives in log space.
 
     The chain rule multiplies g'(x_ij) by (g^-1)'(a) = 1 / g'(x_a): for a heavy tail both
@@ -95,8 +115,11 @@ def log_space_compose(fn: Callable, inverse: Callable, log_derivative: Callable)
     their product, Eq. (2), is NaN where it is ~1. Here the partials are
     exp(log g'(x_ij) - log g'(x_a)) and their own derivatives (the Hessian)
     d/da = r (L'(x_ij) - L'(x_a)) / g'(x_a), d/db = r L'(x_ij) / g'(x_b) (L = log g'),
-    each one exp of a sum of logs, exact where L'(x_ij) - L'(x_a) = 0 (b = 1/2).
+    each one exp of a sum of logs, exact where L'(x_ij) - L'(x_a) = 0 (b = 1/2). Where both
+    g' are normal floats the partial itself is their plain quotient (2 ulps; the exp of a
+    difference of logs ~700 would cost eps * 700).
     """
+    normal = 2.0**-1000  # g' above this: the quotient neither under- nor overflows
 
     def parts(a, b):
         xa, xb = inverse(a), inverse(b)
@@ -107,15 +130,21 @@ def log_space_compose(fn: Callable, inverse: Callable, log_derivative: Callable)
     def ratio(a, b):
         """dp_ij / da = g'(x_a + x_b) / g'(x_a)."""
         xa, xb, x, log_r = parts(a, b)
-        # g'(x_ij) and g'(x_a) both underflowed (a custom link whose log g' is log(g') = -inf):
-        # x_b = 0 makes the ratio exactly 1; otherwise it is NaN as before, never a lie.
-        return jnp.where(xb == 0, 1.0, jnp.exp(log_r))
+        da, dx = derivative(xa), derivative(x)
+        plain = (da > normal) & (dx > normal)
+        quotient = dx / jnp.where(plain, da, 1.0)
+        # x_b = 0: exactly 1, even where both g' underflow. A log g'(x_ij) of -inf (a custom
+        # g that itself underflows there) says nothing of the partial's size: NaN, never a
+        # silent 0 (prefjax.sensitivity turns it into an error naming the input).
+        lost = ~jnp.isfinite(log_derivative(x)) & jnp.isfinite(log_derivative(xa))
+        logs = jnp.where(lost, jnp.nan, jnp.exp(log_r))
+        return jnp.where(xb == 0, 1.0, jnp.where(plain, quotient, logs))
 
     @ratio.defjvp
     def _ratio_jvp(primals, tangents):
         (a, b), (ta, tb) = primals, tangents
         xa, xb, x, log_r = parts(a, b)
-        r = jnp.where(xb == 0, 1.0, jnp.exp(log_r))
+        r = ratio(a, b)
         log_r = jnp.where(xb == 0, 0.0, log_r)
         dl_x, dl_a = _dlog(log_derivative, x), _dlog(log_derivative, xa)
         diff = jnp.where(xb == 0, 0.0, dl_x - dl_a)
@@ -220,6 +249,7 @@ class _Family:
                 lambda x: self.fn(x, {}),
                 lambda p: self.inverse(p, {}),
                 lambda x: self.log_derivative(x, {}),
+                lambda x: self.derivative(x, {}),
             )
             compose = lambda a, b, _params: composed(a, b)  # noqa: E731
         self.compose = compose or (
@@ -459,8 +489,14 @@ def _logistic_compose(a, b):
     Both terms of the denominator are positive, so it is accurate to a few ulps at every
     corner of the unit square, and costs no transcendental function.
     """
-    ab = a * b
-    return ab / (ab + (1.0 - a) * (1.0 - b))
+    return logistic_odds_compose(a, b)
+
+
+def logistic_odds_compose(a, b):
+    """Eq. (3) as 1 / (1 + r), r = ((1 - a)/a) ((1 - b)/b): the odds' product never passes
+    through the subnormal range where a b does (a = 0.9, b = 2.2e-308: a b = 2e-308 is
+    flushed to 0 on XLA's CPU, p_ij = 2e-307 is not); r = inf gives 0, the correct rounding."""
+    return 1.0 / (1.0 + ((1.0 - a) / a) * ((1.0 - b) / b))
 
 
 @_logistic_compose.defjvp
@@ -470,7 +506,7 @@ def _logistic_compose_jvp(primals, tangents):
     den = ab + cc
     # Chain rule of Eq. (2): g'(x_ij) * (g^-1)'(a) = [ab cc / den^2] / [a (1 - a)], which
     # simplifies to b (1 - b) / den^2 (Eq. (4)); symmetrically a (1 - a) / den^2 for b.
-    return ab / den, (ta * (b * (1.0 - b)) + tb * (a * (1.0 - a))) / (den * den)
+    return logistic_odds_compose(a, b), (ta * (b * (1.0 - b)) + tb * (a * (1.0 - a))) / (den * den)
 
 
 @jax.custom_jvp
@@ -523,7 +559,16 @@ probit = Link(
     log_cdf=jsp_special.log_ndtr,  # asymptotic series below -20, where Phi underflows
 )
 
-_cauchy_pdf = lambda x: jnp.exp(nx.cauchy_log_pdf(x))  # noqa: E731
+
+def _cauchy_pdf(x):
+    """1 / (pi (1 + x^2)) to a few ulps: as w^2 / (pi (1 + w^2)) with w = 1/|x| beyond |x| = 1
+    (no overflow of x^2; exp of the log pdf would cost eps |log pdf|, 8e-14 at x = 1e77)."""
+    a = jnp.abs(x)
+    big = a > 1.0
+    w = 1.0 / jnp.where(big, a, 1.0)
+    return jnp.where(big, w * w / (jnp.pi * (1.0 + w * w)), 1.0 / (jnp.pi * (1.0 + x * x)))
+
+
 cauchit = Link(
     fn=_with_jvp(nx.cauchy_cdf, _cauchy_pdf),
     inverse=_inverse_with_jvp(nx.cauchy_quantile, _cauchy_pdf),

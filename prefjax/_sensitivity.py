@@ -207,7 +207,12 @@ def sensitivity(g, p_ik, p_kj, *, checked: bool = False) -> Sensitivity:
     Broadcasts over arrays and works inside ``jax.jit`` / ``jax.vmap``.
 
     Precision: in float64, inputs as close as 1e-300 to 0 and 1e-16 to 1 are exact inputs and
-    the results keep nearly full relative precision. In float32 (JAX's default) 1 - 1e-8
+    the results keep nearly full relative precision: the partials are quotients of g' where
+    both g' are normal floats and exp(log g'(x_ij) - log g'(x)) where one leaves the normal
+    range (heavy tails: cauchit's g' at p = 1e-160 is 3e-321), which costs eps |log g'|
+    (~1e-13 relative); so are their derivatives (``jax.hessian`` of ``g.compose``). A
+    partial below ~1e-300 may come out as 0 (XLA's CPU flushes subnormals), and a custom
+    link is as accurate as its g (JAX's ``betainc``: ~3e-14 relative far in the tails). In float32 (JAX's default) 1 - 1e-8
     already rounds to 1; you are warned once. For probabilities beyond what float64 holds,
     use :func:`score_sensitivity`. Where a factor of Eq. (2) under- or overflows the dtype
     (cauchit at p = 1e-20 in float32), the entry is recomputed from log-derivatives; a
@@ -273,7 +278,9 @@ def score_sensitivity(g, x_ik, x_kj) -> ScoreSensitivity:
     log(dp_ij/dp_ik) = log g'(x_ik + x_kj) - log g'(x_ik)
 
     computed from ``g.log_derivative``, so it stays finite where g' underflows (logistic:
-    x = 800, i.e. p = 1 - 1e-348).
+    x = 800, i.e. p = 1 - 1e-348). A custom link's log g' is log(g'), or log g's central
+    difference where g' underflows; where g itself underflows (a mixture of logistics at
+    |x| > ~2100) no finite value exists and a ValueError names the argument.
 
     Args:
         g: a :class:`prefjax.Link` or a bare callable.
@@ -281,6 +288,10 @@ def score_sensitivity(g, x_ik, x_kj) -> ScoreSensitivity:
 
     Returns:
         ``ScoreSensitivity(x_ij, p_ij, log_d_ik, log_d_kj)``.
+
+    Raises:
+        ValueError: (concrete inputs) a score that is not finite, or a log-derivative that
+            the link cannot resolve there (see above), naming the argument.
 
     Examples:
         >>> import prefjax
@@ -293,4 +304,15 @@ def score_sensitivity(g, x_ik, x_kj) -> ScoreSensitivity:
     x_kj = v.as_float_array("x_kj", x_kj)
     v.broadcast_shapes(x_ik=x_ik, x_kj=x_kj)
     v.check_finite(x_ik=x_ik, x_kj=x_kj)
-    return _score_kernel(g, x_ik, x_kj)
+    out = _score_kernel(g, x_ik, x_kj)
+    if not v.is_traced(out.log_d_ik):
+        for name, x, log_d in (("x_kj", x_kj, out.log_d_ik), ("x_ik", x_ik, out.log_d_kj)):
+            if not bool(jnp.all(jnp.isfinite(log_d))):
+                # A custom link whose g itself underflows there (its log g' is then -inf):
+                # no finite number can be given, so say where instead of returning -inf/NaN.
+                raise ValueError(
+                    f"link {g.name!r} cannot resolve log g' at these scores ({name} = "
+                    f"{x!r} gives log(dp_ij/dp_..) = {log_d!r}): g(-|x|) underflows float64 "
+                    "there; pass a Link with a log_derivative in closed form"
+                )
+    return out

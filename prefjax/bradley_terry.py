@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _validate as v
+from ._links import logistic_odds_compose
 from ._results import RegionBounds
 
 __all__ = [
@@ -25,7 +26,8 @@ __all__ = [
 def compose(p_ik, p_kj):
     """Eq. (3): p_ij = 1 / (1 + (1 - p_ik)(1 - p_kj) / (p_ik p_kj)).
 
-    Evaluated as a ratio of products so that neither tail loses precision.
+    Evaluated as 1 / (1 + odds product) so that neither tail loses precision and no factor
+    passes through the subnormal range.
 
     Examples:
         >>> from prefjax import bradley_terry as bt
@@ -34,8 +36,7 @@ def compose(p_ik, p_kj):
     """
     v.check_float_dtype("p_ik", p_ik), v.check_float_dtype("p_kj", p_kj)
     a, b = jnp.asarray(p_ik), jnp.asarray(p_kj)
-    num = a * b
-    return num / (num + (1.0 - a) * (1.0 - b))
+    return logistic_odds_compose(a, b)
 
 
 def d_ik(p_ik, p_kj):

@@ -318,7 +318,7 @@ def d_uv(p_uv, p_vu, alpha, beta) -> Array:
     vd.check_float_dtype("p_uv", p_uv), vd.check_float_dtype("p_vu", p_vu)
     x, y = jnp.asarray(p_uv), jnp.asarray(p_vu)
     den = alpha * x + y
-    return beta * y / (den * den)
+    return beta * y / den / den  # den^2 underflows at p ~ 1e-160, the quotient need not
 
 
 @vd.needs_x64("prefjax.plackett_luce.d_vu")
@@ -333,7 +333,7 @@ def d_vu(p_uv, p_vu, alpha, beta) -> Array:
     vd.check_float_dtype("p_uv", p_uv), vd.check_float_dtype("p_vu", p_vu)
     x, y = jnp.asarray(p_uv), jnp.asarray(p_vu)
     den = alpha * x + y
-    return -beta * x / (den * den)
+    return -beta * x / den / den
 
 
 class KSensitivity(NamedTuple):
@@ -395,7 +395,9 @@ def sensitivity(scores, omega, u, v, method: str = "closed_form", rest=None) -> 
     x, y = jnp.exp(lx), jnp.exp(ly)
     if method == "closed_form":
         ab = _alpha_beta(scores[..., jnp.asarray(omega)], u, v_)
-        return KSensitivity(p, x, y, d_uv(x, y, ab.alpha, ab.beta), d_vu(x, y, ab.alpha, ab.beta))
+        out = KSensitivity(p, x, y, d_uv(x, y, ab.alpha, ab.beta), d_vu(x, y, ab.alpha, ab.beta))
+        _raise_if_unrepresentable(out, scores)
+        return out
     k = len(omega)
     pair_probs = {}
     for l_ in range(k):
@@ -421,7 +423,25 @@ def sensitivity(scores, omega, u, v, method: str = "closed_form", rest=None) -> 
 
     xy = jnp.stack([x.reshape(-1), y.reshape(-1)], -1)
     grad = jax.vmap(jax.grad(eq7))(xy, pair_probs)
-    return KSensitivity(p, x, y, grad[:, 0].reshape(x.shape), grad[:, 1].reshape(x.shape))
+    out = KSensitivity(p, x, y, grad[:, 0].reshape(x.shape), grad[:, 1].reshape(x.shape))
+    _raise_if_unrepresentable(out, scores)
+    return out
+
+
+def _raise_if_unrepresentable(out: KSensitivity, scores) -> None:
+    """The paper's view works with the probabilities themselves: where scores spread so far
+    that p_omega_uv or p_omega_vu leaves float64 (underflows to 0), Eq. (9) is 0/0. Say so
+    (concrete inputs) instead of returning NaN; the score view works in log space."""
+    if vd.is_traced(out.d_uv):
+        return
+    bad = ~(np.isfinite(np.asarray(out.d_uv)) & np.isfinite(np.asarray(out.d_vu)))
+    if np.any(bad):
+        i = np.unravel_index(int(np.argmax(bad.ravel())), bad.shape) if bad.ndim else ()
+        raise ValueError(
+            f"scores{list(i) if i else ''} give p_omega_uv = {float(np.asarray(out.p_uv)[i])!r} "
+            f"and p_omega_vu = {float(np.asarray(out.p_vu)[i])!r}: beyond float64, Eq. (9) "
+            "has no finite value; use prefjax.score_view.score_view_sensitivity (log space)"
+        )
 
 
 # --- Eqs. (11)-(12) and Proposition 2 -------------------------------------------------------
@@ -510,6 +530,8 @@ def region_area(M, alpha, beta, wrt: str = "uv") -> Array:
     return beta * beta / (6.0 * alpha**power * M * M)
 
 
+_RAYS_ROUNDING = 256 * 2.0**-52  # the ray integral's rounding floor, relative
+_RAYS_RTOL_FLOOR = 4 * _RAYS_ROUNDING
 _RAY_CHUNK = 60  # the first adaptive round: 4 intervals x 15 Kronrod nodes
 
 
@@ -585,7 +607,7 @@ def numeric_region_area(M, alpha, beta, wrt: str = "uv", rtol: float = 1e-12) ->
     alpha = vd.check_positive_number("alpha", alpha)
     beta = vd.check_positive_number("beta", beta)
     vd.check_choice("wrt", wrt, WRT)
-    rtol = vd.check_positive_number("rtol", rtol)
+    rtol = qd.floor_rtol(vd.check_positive_number("rtol", rtol), _RAYS_RTOL_FLOOR, "ray integral")
     ab = jnp.asarray([alpha, beta], dtype=jnp.float64 if vd.x64_enabled() else jnp.float32)
 
     def integrand(w):
@@ -601,7 +623,8 @@ def numeric_region_area(M, alpha, beta, wrt: str = "uv", rtol: float = 1e-12) ->
     value, error, n = qd.adaptive_gk(
         integrand, breaks[:-1], breaks[1:], rtol=rtol, what="paper-view area"
     )
-    return AreaEstimate(value, error, "rays", n)
+    # The radii are roots known to a few ulps: a rounding floor under the Kronrod estimate.
+    return AreaEstimate(value, error + _RAYS_ROUNDING * abs(value), "rays", n)
 
 
 # --- Section 3.2 ------------------------------------------------------------------------------

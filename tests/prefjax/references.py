@@ -64,7 +64,7 @@ LOGISTIC = MpLink("logistic", _sigmoid, _dsigmoid, inv=lambda p: mp.log(p / (1 -
 PROBIT = MpLink("probit", lambda x: mp.ncdf(x), lambda x: mp.npdf(x))
 
 
-def _at_400_digits(f):
+def at_400_digits(f):
     """Evaluate the textbook formula at 400 digits: 1/2 + atan(x)/pi cancels ~300 digits at
     x = -1e300, and so does tan(pi (p - 1/2)) at p = 1e-300."""
 
@@ -77,9 +77,9 @@ def _at_400_digits(f):
 
 CAUCHIT = MpLink(
     "cauchit",
-    _at_400_digits(lambda x: mp.mpf(1) / 2 + mp.atan(x) / mp.pi),
+    at_400_digits(lambda x: mp.mpf(1) / 2 + mp.atan(x) / mp.pi),
     lambda x: 1 / (mp.pi * (1 + x * x)),
-    inv=_at_400_digits(lambda p: mp.tan(mp.pi * (p - mp.mpf(1) / 2))),
+    inv=at_400_digits(lambda p: mp.tan(mp.pi * (p - mp.mpf(1) / 2))),
 )
 # A symmetric mixture of logistics with different scales: no closed-form inverse.
 MIXTURE = MpLink(
