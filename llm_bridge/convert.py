@@ -299,8 +299,9 @@ def _compose_bound(g, x: float, y: float, *, lower: bool) -> float:
 def implied_p13(p12, p23, link: Any = "logistic"):
     """Lemma 1: p13 = g(g^-1(p12) + g^-1(p23)) in float64 (Eq. (3) for the logistic link).
 
-    Scalars give a float, arrays (broadcast) a NumPy array. Ends of [0, 1] give the limits
-    (0 or 1); where no limit exists (one argument 0, the other 1) the result is NaN.
+    Scalars give a float, arrays (broadcast) a NumPy array. Ends of [0, 1] (and subnormal p, read
+    as 0) give the limits (0 or 1); where no limit exists (one argument 0, the other 1) the
+    result is NaN.
 
     >>> round(implied_p13(0.9801, 0.02), 4)  # Example 1 of the paper
     0.5013
@@ -314,6 +315,9 @@ def implied_p13(p12, p23, link: Any = "logistic"):
     for name, v in (("p12", x), ("p23", y)):
         if np.any(~((v >= 0.0) & (v <= 1.0))):
             raise ValueError(f"{name} must hold probabilities in [0, 1], got {v!r}")
+    # a subnormal probability is its limit 0 here (XLA on the CPU flushes it to 0; prefjax
+    # refuses it rather than compute with a silent 0)
+    x, y = (np.where(v < _TINY, 0.0, v) for v in (x, y))
     out = np.where((x == 1.0) | (y == 1.0), 1.0, 0.0)  # the limits at the edges
     out[((x == 0.0) & (y == 1.0)) | ((x == 1.0) & (y == 0.0))] = np.nan
     inside = (x > 0.0) & (x < 1.0) & (y > 0.0) & (y < 1.0)
