@@ -185,15 +185,21 @@ def _t_data(df, seed=0, n=12, m=400):
     )
 
 
-def _scipy_loglik(data, log_cdf):
-    """The maximised log-likelihood of the cells on the design matrix (BFGS), ties none."""
-    n = data.n_items
-    x = np.zeros((data.first.size, n - 1))
+def _design(data):
+    """The cells' design matrix, item 0 the reference: +1 for the first item, -1 the second."""
+    x = np.zeros((data.first.size, data.n_items - 1))
     for c, (a, b) in enumerate(zip(data.first, data.second, strict=True)):
         if a:
             x[c, a - 1] += 1
         if b:
             x[c, b - 1] -= 1
+    return x
+
+
+def _scipy_loglik(data, log_cdf):
+    """The maximised log-likelihood of the cells on the design matrix (BFGS), ties none."""
+    n = data.n_items
+    x = _design(data)
 
     def nll(beta):
         eta = x @ beta
@@ -258,13 +264,7 @@ def test_fit_link_at_the_edge_warns():
 def test_probit_loglik_against_statsmodels():
     sm = pytest.importorskip("statsmodels.api")
     data = Comparisons.example("baseball")
-    n = data.n_items
-    x = np.zeros((data.first.size, n - 1))
-    for c, (a, b) in enumerate(zip(data.first, data.second, strict=True)):
-        if a:
-            x[c, a - 1] += 1
-        if b:
-            x[c, b - 1] -= 1
+    x = _design(data)
     y = np.stack([data.wins_first, data.wins_second], 1)
     probit = sm.families.Binomial(link=sm.families.links.Probit())
     res = sm.GLM(y, x, family=probit).fit(tol=1e-12)
