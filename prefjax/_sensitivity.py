@@ -117,18 +117,26 @@ def compose(g, p_ik, p_kj, *, checked: bool = False) -> Array:
     """
     g, p_ik, p_kj = _prepare(g, p_ik, p_kj)
     p_ij, ok = _compose_kernel(g, p_ik, p_kj)
-    if v.is_traced(ok):  # values unknown (jit): NaN where invalid, or staged checks
-        if checked:
-            v.check_in_jit(p_ik=p_ik, p_kj=p_kj)
-        return p_ij
-    if not bool(ok):
-        v.raise_for_bad_probabilities(p_ik=p_ik, p_kj=p_kj)
-    if v.is_traced(p_ij):  # under grad/jvp only: values checked, the result is a tracer
+    if not _checked_concrete(ok, checked, p_ik, p_kj, p_ij):
         return p_ij
     if not bool(_all_finite(p_ij)):
         v.raise_for_subnormal(p_ik=p_ik, p_kj=p_kj)
         _raise_unrepresentable("compose", g, p_ik, p_kj, ~np.isfinite(np.asarray(p_ij)))
     return p_ij
+
+
+def _checked_concrete(ok, checked: bool, p_ik, p_kj, *results) -> bool:
+    """The two tiers of checks: under jit (``ok`` traced) NaN marks invalid inputs, or, with
+    ``checked``, checkify checks are staged; eagerly, invalid inputs raise. True when the
+    results are concrete values for the caller to inspect further (False under jit, or under
+    grad/jvp, where the inputs were checked but the results are tracers)."""
+    if v.is_traced(ok):
+        if checked:
+            v.check_in_jit(p_ik=p_ik, p_kj=p_kj)
+        return False
+    if not bool(ok):
+        v.raise_for_bad_probabilities(p_ik=p_ik, p_kj=p_kj)
+    return not v.is_traced(*results)
 
 
 @jax.jit
@@ -249,13 +257,7 @@ def sensitivity(g, p_ik, p_kj, *, checked: bool = False) -> Sensitivity:
     """
     g, p_ik, p_kj = _prepare(g, p_ik, p_kj)
     out, ok = sensitivity_kernel(g, p_ik, p_kj)
-    if v.is_traced(ok):  # values unknown (jit): NaN where invalid, or staged checks
-        if checked:
-            v.check_in_jit(p_ik=p_ik, p_kj=p_kj)
-        return out
-    if not bool(ok):
-        v.raise_for_bad_probabilities(p_ik=p_ik, p_kj=p_kj)
-    if v.is_traced(*out):  # under grad/jvp only: values checked, the results are tracers
+    if not _checked_concrete(ok, checked, p_ik, p_kj, *out):
         return out
     return _resolve(g, p_ik, p_kj, out)
 
