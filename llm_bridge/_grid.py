@@ -136,9 +136,9 @@ class SweepConfig:
     )
 
     def __post_init__(self) -> None:
+        from ._train_config import PRESETS as TRAIN_PRESETS
+        from ._train_config import preset as train_preset
         from .data import DatasetConfig
-        from .train import PRESETS as TRAIN_PRESETS
-        from .train import preset as train_preset
 
         object.__setattr__(self, "order", tuple(self.order))
         p23 = (self.p23,) if isinstance(self.p23, str) else tuple(self.p23)
@@ -183,7 +183,7 @@ class SweepConfig:
 
     def train_config(self, spec: RunSpec):
         """The ``DPOTrainConfig`` of one run."""
-        from .train import preset as train_preset
+        from ._train_config import preset as train_preset
 
         overrides = {"device": self.device, **self.train} if self.device != "auto" else self.train
         return train_preset(

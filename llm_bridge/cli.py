@@ -94,8 +94,8 @@ def _kwargs(config) -> dict:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
+    from ._train_config import PRESETS, DPOTrainConfig
     from .data import DatasetConfig
-    from .train import PRESETS, DPOTrainConfig
 
     p = sub.add_parser(
         "train",
@@ -130,9 +130,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from ._train_config import DPOTrainConfig, preset
     from .data import DatasetConfig, load_jsonl, make_dataset
     from .models import load_model
-    from .train import DPOTrainConfig, preset, train_dpo
+    from .train import train_dpo
 
     start = time.time()
     config = preset(args.preset, **given(args, DPOTrainConfig))
@@ -169,9 +170,9 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    from ._train_config import DPOTrainConfig
     from .executors import ExecutorConfig
     from .sweep import PRESETS, SweepConfig
-    from .train import DPOTrainConfig
 
     p = sub.add_parser(
         "sweep",
@@ -212,10 +213,10 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
 def _run_sweep(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from ._train_config import DPOTrainConfig
     from .executors import ExecutorConfig
     from .report import default_method
     from .sweep import SweepConfig, preset, run_sweep
-    from .train import DPOTrainConfig
 
     if args.max_attempts < 1:
         raise _UserError(f"--max-attempts must be >= 1, got {args.max_attempts}")

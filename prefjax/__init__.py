@@ -29,9 +29,9 @@ from ._comparisons import Comparisons as Comparisons
 from ._comparisons import example_data as example_data
 from ._fit import ConvergenceWarning as ConvergenceWarning
 from ._fit import Fit as Fit
-from ._fit import LinkComparison as LinkComparison
-from ._fit import compare_links as compare_links
 from ._fit import fit as fit
+from ._link_comparison import LinkComparison as LinkComparison
+from ._link_comparison import compare_links as compare_links
 from ._links import LINK_FAMILIES as LINK_FAMILIES
 from ._links import LINKS as LINKS
 from ._links import Link as Link

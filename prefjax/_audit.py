@@ -19,8 +19,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,58 +27,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _validate as v
-from ._fit import (
-    Config,
-    Fit,
-    fit_config,
-    free_mask,
-    masked,
-    objective,
-    padded_cells,
-    prepare_cells,
-    solve,
-    solve_chord,
+from ._audit_bootstrap import AuditBootstrap, bootstrap_audit
+from ._fit import Fit
+from ._fragility import (
+    STEP,
+    dtheta_jit,
+    jacobian_inputs,
+    lemma1,
+    max_jacobian,
+    observed_scores,
+    offdiag,
+    pair_rates,
 )
-from ._links import Link
-
-Array = jax.Array
-
-#: One percentage point: the move of an observed rate the fragility verdict is about.
-STEP = 0.01
-BOOT_XTOL = 1e-6
-#: Chord steps per resample: the rate ||I - H0^-1 H_b|| is a few percent for a resample of
-#: a large data set, so 5 steps take a start one standard error away below BOOT_XTOL; a
-#: resample whose last step is larger is refitted by damped Newton.
-BOOT_CHORD_STEPS = 5
-_BLOCK_ELEMENTS = 4_000_000  # size of the (pairs x observed pairs) blocks held at once
-
-
-class AuditBootstrap(NamedTuple):
-    """Percentile intervals from resampling the comparisons (see :func:`audit`).
-
-    Attributes:
-        n_resamples, seed, level: what was drawn, with which seed, at which level.
-        scores: (B, n) the resampled scores (identified as in the fit).
-        p_low, p_high: (P,) percentile interval of each ordered pair's fitted p_ij.
-        sensitivity_low, sensitivity_high: (P,) of max_kl |dp_ij / dr_kl| (None when the
-            sensitivities were not resampled).
-        local_M_low, local_M_high: (P,) of the Lemma 1 local M (None likewise).
-        fragile_share: (P,) share of resamples in which the pair is fragile (None likewise).
-        n_unconverged: resamples whose fit hit its iteration limit (kept, and counted here).
-    """
-
-    n_resamples: int
-    seed: int
-    level: float
-    scores: np.ndarray
-    p_low: np.ndarray
-    p_high: np.ndarray
-    sensitivity_low: np.ndarray | None
-    sensitivity_high: np.ndarray | None
-    local_M_low: np.ndarray | None
-    local_M_high: np.ndarray | None
-    fragile_share: np.ndarray | None
-    n_unconverged: int
 
 
 class Audit(NamedTuple):
@@ -162,7 +120,7 @@ class Audit(NamedTuple):
         where 0 or 1), ``implied_p``, ``d_ik``, ``d_kj``, ``local_M``.
         """
         a, b = self.fit.data.index(i), self.fit.data.index(j)
-        xr, _ = _observed_scores(
+        xr, _ = observed_scores(
             self.fit.link, self.pairs, self.pair_rates, self.pair_counts, len(self.items)
         )
         g = self.fit.link
@@ -294,153 +252,7 @@ def _fmt(x) -> str:
     return f"{float(x):.3g}"
 
 
-# --- observed rates and Lemma 1 -----------------------------------------------------------
-
-
-def _pair_rates(fit: Fit):
-    """Observed pairs (k < l), rates of k over l and counts, as the fit used them."""
-    k, l_, wk, wl, t = fit.data.pair_table()
-    if fit.ties == "drop":
-        t = np.zeros_like(t)
-    n = wk + wl + t
-    keep = n > 0
-    k, l_, wk, t, n = k[keep], l_[keep], wk[keep], t[keep], n[keep]
-    return np.stack([k, l_], 1), (wk + 0.5 * t) / n, n, wk + 0.5 * t
-
-
-def _observed_scores(g: Link, pairs, rates, counts, n):
-    """(n, n) matrix of g^-1(observed rate of i over j), NaN where i and j never met.
-
-    A rate of exactly 0 or 1 has no finite score: it is replaced by the continuity-corrected
-    (w + 1/2) / (n + 1), w the wins (ties half) of the pair's first item; the others are used
-    as observed. Computed in score space, antisymmetric by Assumption 4.
-    """
-    wins = rates * counts
-    extreme = (rates <= 0) | (rates >= 1)
-    r = np.where(extreme, (wins + 0.5) / (counts + 1.0), rates)
-    x = np.asarray(g.inverse(jnp.asarray(r)))
-    out = np.full((n, n), np.nan)
-    out[pairs[:, 0], pairs[:, 1]] = x
-    out[pairs[:, 1], pairs[:, 0]] = -x
-    return out, extreme
-
-
-@partial(jax.jit, static_argnums=0)
-def _lemma1_block(g: Link, x_rows, x_cols, rows):
-    """Worst Lemma 1 path for pairs (i in rows, all j): local M, implied p, worst k, count.
-
-    x_rows: (b, n) x_ik for the block's i; x_cols: (n, n) x_kj. Paths through k = i or
-    k = j do not exist (their x is NaN on the diagonal).
-    """
-    x_ik = x_rows[:, None, :]  # (b, 1, k)
-    x_kj = x_cols.T[None, :, :]  # (1, j, k)
-    ok = jnp.isfinite(x_ik) & jnp.isfinite(x_kj)
-    n = x_cols.shape[0]
-    ok = ok & (jnp.arange(n)[None, None, :] != rows[:, None, None])
-    ok = ok & (jnp.arange(n)[None, :, None] != jnp.arange(n)[None, None, :])
-    xi = jnp.where(ok, x_ik, 0.0)
-    xk = jnp.where(ok, x_kj, 0.0)
-    x_ij = xi + xk
-    log_dg = g.log_derivative(x_ij)
-    log_m = jnp.maximum(log_dg - g.log_derivative(xi), log_dg - g.log_derivative(xk))
-    log_m = jnp.where(ok, log_m, -jnp.inf)
-    worst = jnp.argmax(log_m, axis=-1)
-    best = jnp.take_along_axis(log_m, worst[..., None], -1)[..., 0]
-    x_best = jnp.take_along_axis(x_ij, worst[..., None], -1)[..., 0]
-    count = jnp.sum(ok, -1)
-    has = count > 0
-    return (
-        jnp.where(has, jnp.exp(best), jnp.nan),
-        jnp.where(has, g(x_best), jnp.nan),
-        jnp.where(has, worst, -1),
-        count,
-    )
-
-
-def _lemma1(g: Link, xr: np.ndarray):
-    """Lemma 1 over all ordered pairs, as (n, n) arrays, in blocks of rows."""
-    n = xr.shape[0]
-    block = max(1, min(n, _BLOCK_ELEMENTS // max(n * n, 1)))
-    x = jnp.asarray(xr)
-    outs = []
-    for start in range(0, n, block):
-        rows = np.arange(start, start + block) % n  # fixed block shape: wrap, then trim
-        res = _lemma1_block(g, x[rows], x, jnp.asarray(rows))
-        outs.append([np.asarray(r)[: min(block, n - start)] for r in res])
-    return [np.concatenate([o[k] for o in outs]) for k in range(4)]
-
-
-# --- the implicit-function Jacobian -------------------------------------------------------
-
-
-def _pair_index(cells_a, cells_b, pairs, n):
-    """For each cell, the index of its unordered pair in ``pairs`` and the sign of its
-    orientation (+1 when the cell's first item is the pair's k)."""
-    lo, hi = np.minimum(cells_a, cells_b), np.maximum(cells_a, cells_b)
-    keys = pairs[:, 0] * n + pairs[:, 1]
-    q = np.searchsorted(keys, lo * n + hi)
-    q = np.clip(q, 0, keys.size - 1)
-    sign = np.where(cells_a == lo, 1.0, -1.0)
-    return q, sign
-
-
-def _dtheta(cfg: Config, cells, w, theta, q, sign, n_pairs: int, counts_c):
-    """d theta / d r for every observed pair: (n + 2, Q), by the implicit function theorem.
-
-    At the optimum grad F(theta; r) = 0, so d theta / d r = -H^-1 d(grad F)/dr. Moving pair
-    (k, l)'s rate by dr moves n_c dr of each of its cells' counts from l's wins to k's, so
-    d(grad F)/dr = -sum_c J_c^T n_c sign_c (u_c,first - u_c,second), u the per-outcome local
-    gradients. One Cholesky solve with Q right-hand sides; no differentiation through the
-    Newton iterations.
-    """
-    n = cfg.n
-    free = free_mask(cfg)
-    _, g, h, d1 = objective(cfg, cells, w, theta)
-    _, h = masked(free, g, h)
-    vloc = (counts_c * sign)[:, None] * (d1[:, 0, :] - d1[:, 1, :])  # (C, k)
-    vx = vloc[:, 0]
-    rhs = jnp.zeros((n + 2, n_pairs), theta.dtype)
-    rhs = rhs.at[cells.a, q].add(vx).at[cells.b, q].add(-vx).at[n, q].add(cells.pos * vx)
-    if vloc.shape[1] > 1:
-        rhs = rhs.at[n + 1, q].add(vloc[:, 1])
-    rhs = jnp.where(free[:, None], rhs, 0.0)
-    chol = jnp.linalg.cholesky(h)
-    return jax.scipy.linalg.cho_solve((chol, True), rhs), h
-
-
-_dtheta_jit = jax.jit(_dtheta, static_argnums=(0, 6))
-
-
-@partial(jax.jit, static_argnums=(0, 3))
-def _max_jacobian_block(g: Link, scores, dscores, block: int, start):
-    """For pairs (i in block, all j): max_q |g'(x_ij) (D_i - D_j)_q|, its signed value and q."""
-    n = scores.shape[0]
-    rows = (start + jnp.arange(block)) % n
-    x = scores[rows][:, None] - scores[None, :]
-    jac = g.derivative(x)[..., None] * (dscores[rows][:, None, :] - dscores[None, :, :])
-    q = jnp.argmax(jnp.abs(jac), -1)
-    val = jnp.take_along_axis(jac, q[..., None], -1)[..., 0]
-    return jnp.abs(val), val, q
-
-
-def _max_jacobian(g: Link, scores, dscores):
-    n, nq = dscores.shape
-    block = max(1, min(n, _BLOCK_ELEMENTS // max(n * nq, 1)))
-    s, d = jnp.asarray(scores), jnp.asarray(dscores)
-    outs = []
-    for start in range(0, n, block):
-        res = _max_jacobian_block(g, s, d, block, start)
-        outs.append([np.asarray(r)[: min(block, n - start)] for r in res])
-    return [np.concatenate([o[k] for o in outs]) for k in range(3)]
-
-
 # --- the public entry point ---------------------------------------------------------------
-
-
-def _offdiag(m: np.ndarray) -> np.ndarray:
-    """Entries of an (n, n) array at the ordered pairs (i, j), i != j, row-major."""
-    n = m.shape[0]
-    return m[~np.eye(n, dtype=bool)]
 
 
 def audit(
@@ -526,23 +338,23 @@ def audit(
     p_high = np.asarray(g(jnp.asarray(x + z * se)))
 
     # Observed pairs, Lemma 1 paths.
-    pairs, rates, counts, _ = _pair_rates(fit)
-    xr, _ = _observed_scores(g, pairs, rates, counts, n)
+    pairs, rates, counts, _ = pair_rates(fit)
+    xr, _ = observed_scores(g, pairs, rates, counts, n)
     obs = np.zeros((n, n))
     obs[pairs[:, 0], pairs[:, 1]] = counts
     obs[pairs[:, 1], pairs[:, 0]] = counts
     rate_m = np.full((n, n), np.nan)
     rate_m[pairs[:, 0], pairs[:, 1]] = rates
     rate_m[pairs[:, 1], pairs[:, 0]] = 1 - rates
-    local_m, implied, worst, n_paths = _lemma1(g, xr)
+    local_m, implied, worst, n_paths = lemma1(g, xr)
 
     # The implicit-function Jacobian.
-    cfg, cells, w, theta, q, sign, counts_c = _jacobian_inputs(fit, pairs)
-    dth, _ = _dtheta_jit(cfg, cells, w, jnp.asarray(theta), q, sign, pairs.shape[0], counts_c)
+    cfg, cells, w, theta, q, sign, counts_c = jacobian_inputs(fit, pairs)
+    dth, _ = dtheta_jit(cfg, cells, w, jnp.asarray(theta), q, sign, pairs.shape[0], counts_c)
     dscores = np.asarray(dth)[:n]
     if fit.reference is None:
         dscores = dscores - dscores.mean(0)
-    sens, jmax, jq = _max_jacobian(g, scores, dscores)
+    sens, jmax, jq = max_jacobian(g, scores, dscores)
     fragile = sens * STEP > threshold
 
     boot = None
@@ -550,14 +362,14 @@ def audit(
         if bootstrap_sensitivities is None:
             bootstrap_sensitivities = n <= 50
         # The bootstrap's layout: dense data as the whole n x n grid (see padded_cells).
-        _, cells_b, w_b, _, q_b, sign_b, _ = _jacobian_inputs(fit, pairs, dense=True)
-        boot = _bootstrap(
+        _, cells_b, w_b, _, q_b, sign_b, _ = jacobian_inputs(fit, pairs, dense=True)
+        boot = bootstrap_audit(
             fit, cfg, cells_b, w_b, theta, pairs, q_b, sign_b, int(bootstrap), int(seed), level,
             bool(bootstrap_sensitivities), threshold, progress,
         )  # fmt: skip
 
     def od(m):
-        return _offdiag(np.asarray(m))
+        return offdiag(np.asarray(m))
 
     ii, jj = np.nonzero(~np.eye(n, dtype=bool))
     return Audit(
@@ -570,162 +382,3 @@ def audit(
         fragile=od(fragile), pairs=pairs, pair_rates=rates, pair_counts=counts,
         dscores=dscores, bootstrap=boot,
     )  # fmt: skip
-
-
-def _jacobian_inputs(fit: Fit, pairs, dense: bool = False):
-    cfg, _, _, theta = fit_config(fit)
-    a, b, pos, w = prepare_cells(fit.data, cfg.position, fit.ties)
-    cells, w_pad, slot = padded_cells(a, b, pos, w, cfg.n, dense)
-    q, sign = _pair_index(a, b, pairs, cfg.n)
-    size = cells.a.shape[0]
-
-    def laid_out(x):  # empty cells: pair 0, weight 0 (they move nothing)
-        out = np.zeros(size, x.dtype)
-        out[slot] = x
-        return jnp.asarray(out)
-
-    return cfg, cells, w_pad, theta, laid_out(q), laid_out(sign), laid_out(w.sum(1))
-
-
-# --- the bootstrap ------------------------------------------------------------------------
-
-
-@partial(jax.jit, static_argnums=(0, 7, 8))
-def _boot_chunk(cfg: Config, cells, w_chunk, theta, h0_inv, q, sign, n_pairs, sensitivities):
-    """Refit a chunk of resamples (chord-Newton from the fitted theta with the fit's inverse
-    Hessian); optionally each one's implicit-function d theta / d r."""
-    th, done = solve_chord(cfg, cells, w_chunk, theta, h0_inv, BOOT_CHORD_STEPS)
-    if not sensitivities:
-        return th, done, jnp.zeros((th.shape[0], cfg.n, 1), theta.dtype)
-
-    def one(w, t):
-        return _dtheta(cfg, cells, w, t, q, sign, n_pairs, w.sum(1))[0][: cfg.n]
-
-    return th, done, jax.vmap(one)(w_chunk, th)
-
-
-@partial(jax.jit, static_argnums=(0, 6, 7))
-def _boot_one(cfg: Config, cells, w, theta, q, sign, n_pairs, sensitivities):
-    """The damped-Newton refit of one resample where the chord iteration did not converge."""
-    s = solve(cfg, cells, w, theta)
-    dth = jnp.zeros((cfg.n, 1), theta.dtype)
-    if sensitivities:
-        dth = _dtheta(cfg, cells, w, s.theta, q, sign, n_pairs, w.sum(1))[0][: cfg.n]
-    return s.theta, s.done, dth
-
-
-@partial(jax.jit, static_argnums=0)
-def _hessian_inverse(cfg: Config, cells, w, theta):
-    """Inverse of the (masked) Hessian of F at the fit: the chord method's fixed step."""
-    _, g, h, _ = objective(cfg, cells, w, theta)
-    return jnp.linalg.inv(masked(free_mask(cfg), g, h)[1])
-
-
-def _progress_bar(total: int, enabled: bool):
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # no tqdm: silent
-        return None
-    return tqdm(total=total, desc="bootstrap", unit="resample")
-
-
-def _bootstrap(fit, cfg, cells, w, theta, pairs, q, sign, n_boot, seed, level, sens, thr, prog):
-    n = cfg.n
-    # Resampled scores carry Monte-Carlo error ~ their standard error: stopping the chord
-    # iteration at a 1e-6 step (its error a few percent of that) is far below it.
-    cfg = cfg._replace(xtol=BOOT_XTOL)
-    w_host = np.asarray(w)
-    total = w_host.sum()
-    flat = w_host.reshape(-1)
-    probs = flat / total
-    n_draw = int(round(total))
-    rng = np.random.Generator(np.random.PCG64(seed))
-    nq = pairs.shape[0]
-    chunk = 32 if not sens else max(1, min(32, _BLOCK_ELEMENTS // max(n * n * nq, 1)))
-    theta = jnp.asarray(theta)
-    h0_inv = _hessian_inverse(cfg, cells, w, theta)
-    draws, d_draws, undone = [], [], 0
-    bar = _progress_bar(n_boot, prog)
-
-    occurs = np.flatnonzero(probs > 0)  # dense layouts hold empty cells: skip them
-
-    def draw():  # multinomial counts over (cell, outcome): resampled comparisons
-        counts = np.zeros((chunk, probs.size))
-        counts[:, occurs] = rng.multinomial(n_draw, probs[occurs], size=chunk)
-        return counts
-
-    # The next chunk is drawn on a worker thread while JAX (which releases the GIL) refits
-    # the current one; one generator, used in order, so the draws depend only on the seed.
-    pool = ThreadPoolExecutor(max_workers=1)
-    pending = pool.submit(draw)
-    for start in range(0, n_boot, chunk):
-        m = min(chunk, n_boot - start)
-        counts = pending.result()
-        if start + chunk < n_boot:
-            pending = pool.submit(draw)
-        w_chunk = jnp.asarray(counts.reshape(chunk, *w_host.shape))
-        th, done, dth = _boot_chunk(cfg, cells, w_chunk, theta, h0_inv, q, sign, nq, sens)
-        th, done, dth = np.array(th), np.array(done), np.array(dth)
-        for b in np.flatnonzero(~done[:m]):  # rare: refit by damped Newton
-            th[b], done[b], dth[b] = _boot_one(cfg, cells, w_chunk[b], theta, q, sign, nq, sens)
-        draws.append(np.asarray(th)[:m])
-        undone += int(np.sum(~np.asarray(done)[:m]))
-        if sens:
-            d_draws.append((np.asarray(dth)[:m], counts[:m]))
-        if bar is not None:
-            bar.update(m)
-    pool.shutdown()
-    if bar is not None:
-        bar.close()
-    th = np.concatenate(draws)
-    s = th[:, :n]
-    s = s - (s.mean(1, keepdims=True) if fit.reference is None else s[:, [cfg.ref]])
-    lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
-    g = fit.link
-    # Percentiles of x_ij = s_i - s_j, mapped through the increasing g: those of p_ij (up to
-    # the interpolation between two order statistics), one row of items at a time.
-    x_lo, x_hi = np.empty((n, n)), np.empty((n, n))
-    for i in range(n):
-        x_lo[i], x_hi[i] = np.percentile(s[:, i, None] - s, [lo_q, hi_q], axis=0)
-    p_lo, p_hi = np.asarray(g(jnp.asarray(x_lo))), np.asarray(g(jnp.asarray(x_hi)))
-    out = dict(sensitivity_low=None, sensitivity_high=None, local_M_low=None,
-               local_M_high=None, fragile_share=None)  # fmt: skip
-    if sens:
-        sens_d, lm_d = [], []
-        dth_all = np.concatenate([d[0] for d in d_draws])
-        counts_all = np.concatenate([d[1] for d in d_draws])
-        for b in range(n_boot):
-            sens_d.append(_max_jacobian(g, s[b], dth_all[b])[0])  # shift-free: differences
-            lm_d.append(_resampled_local_m(fit, g, counts_all[b].reshape(w_host.shape)))
-        sens_d, lm_d = np.stack(sens_d), np.stack(lm_d)
-        out["sensitivity_low"], out["sensitivity_high"] = (
-            _offdiag(v) for v in np.percentile(sens_d, [lo_q, hi_q], axis=0)
-        )
-        lm_lo, lm_hi = np.nanpercentile(np.where(np.isnan(lm_d), -np.inf, lm_d), [lo_q, hi_q], 0)
-        out["local_M_low"] = _offdiag(np.where(np.isfinite(lm_lo), lm_lo, np.nan))
-        out["local_M_high"] = _offdiag(np.where(np.isfinite(lm_hi), lm_hi, np.nan))
-        out["fragile_share"] = _offdiag(np.mean(sens_d * STEP > thr, axis=0))
-    return AuditBootstrap(
-        n_resamples=n_boot, seed=seed, level=level, scores=s,
-        p_low=_offdiag(p_lo), p_high=_offdiag(p_hi), n_unconverged=undone, **out,
-    )  # fmt: skip
-
-
-def _resampled_local_m(fit, g, wb):
-    """Lemma 1's local M on one resample's observed rates."""
-    n = len(fit.items)
-    a, b, pos, w = prepare_cells(fit.data, fit.position is not None, fit.ties)
-    wb = wb[padded_cells(a, b, pos, w, n, True)[2]]  # the resample's counts of the cells
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    k_wins = np.where(a == lo, wb[:, 0], wb[:, 1]) + 0.5 * wb[:, 2]
-    tot = wb.sum(1)
-    key = lo * n + hi
-    uniq, inv = np.unique(key, return_inverse=True)
-    kw = np.bincount(inv, weights=k_wins, minlength=uniq.size)
-    nn = np.bincount(inv, weights=tot, minlength=uniq.size)
-    keep = nn > 0
-    pr = np.stack([uniq // n, uniq % n], 1)[keep]
-    xr, _ = _observed_scores(g, pr, kw[keep] / nn[keep], nn[keep], n)
-    return _lemma1(g, xr)[0]

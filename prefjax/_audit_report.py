@@ -8,7 +8,7 @@ import html
 import sys
 from pathlib import Path
 
-from ._audit import STEP
+from ._fragility import STEP
 from ._links import LINKS
 
 

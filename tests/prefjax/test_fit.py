@@ -13,7 +13,7 @@ from scipy import optimize, special
 
 import prefjax
 from prefjax import Comparisons
-from prefjax._fit import outcome_log_probs
+from prefjax._solver import outcome_log_probs
 
 # Published values for the baseball data (Agresti 2002, Table 10.11; BradleyTerry2).
 PUBLISHED_SCORES = [0.68, 1.11, 1.25, 1.29, 1.44, 1.58]  # 2 decimals: half a unit tolerance
