@@ -30,11 +30,11 @@ from ._comparisons import example_data as example_data
 from ._fit import ConvergenceWarning as ConvergenceWarning
 from ._fit import Fit as Fit
 from ._fit import fit as fit
+from ._link import Link as Link
 from ._link_comparison import LinkComparison as LinkComparison
 from ._link_comparison import compare_links as compare_links
 from ._links import LINK_FAMILIES as LINK_FAMILIES
 from ._links import LINKS as LINKS
-from ._links import Link as Link
 from ._links import cauchit as cauchit
 from ._links import get_link as get_link
 from ._links import link as link

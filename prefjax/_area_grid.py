@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _validate as vd
-from ._links import Link
+from ._link import Link
 from ._results import AreaEstimate
 from ._sensitivity import m_sensitive_kernel
 

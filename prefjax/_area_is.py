@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _validate as vd
 from ._area_mc import wilson_half_width
-from ._links import Link
+from ._link import Link
 from ._results import MC_SIGMAS, AreaEstimate
 
 # Main-stage mixture: uniform and the pilot's U-shaped corner density (defensive: weights stay

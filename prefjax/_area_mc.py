@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from . import _validate as vd
-from ._links import Link
+from ._link import Link
 from ._results import MC_SIGMAS, AreaEstimate
 from ._sensitivity import m_sensitive_kernel
 

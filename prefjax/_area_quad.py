@@ -19,7 +19,7 @@ import numpy as np
 from . import _numerics as nx
 from . import _quadrature as qd
 from . import _validate as vd
-from ._links import Link
+from ._link import Link
 from ._results import AreaEstimate
 
 _T_MAX = 45.0  # grid spans p_ik = sigma(t) for t in [-45, 45]: (2.9e-20, 1 - 2.9e-20)

@@ -95,7 +95,7 @@ def _boot_one(cfg: Config, cells, w, theta, q, sign, n_pairs, sensitivities):
 @partial(jax.jit, static_argnums=0)
 def _hessian_inverse(cfg: Config, cells, w, theta):
     """Inverse of the (masked) Hessian of F at the fit: the chord method's fixed step."""
-    _, g, h, _ = objective(cfg, cells, w, theta)
+    _, g, h = objective(cfg, cells, w, theta)
     return jnp.linalg.inv(masked(free_mask(cfg), g, h)[1])
 
 

@@ -32,7 +32,8 @@ import numpy as np
 
 from . import _validate as v
 from ._comparisons import Comparisons
-from ._links import Link, get_link, logistic
+from ._link import Link
+from ._links import get_link, logistic
 from ._solver import (
     XTOL,
     Cells,

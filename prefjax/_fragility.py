@@ -14,8 +14,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._fit import Fit, fit_config
-from ._links import Link
-from ._solver import Config, free_mask, masked, objective, padded_cells, prepare_cells
+from ._link import Link
+from ._solver import (
+    Config,
+    free_mask,
+    masked,
+    objective,
+    outcome_gradients,
+    padded_cells,
+    prepare_cells,
+)
 
 #: One percentage point: the move of an observed rate the fragility verdict is about.
 STEP = 0.01
@@ -123,7 +131,8 @@ def dtheta(cfg: Config, cells, w, theta, q, sign, n_pairs: int, counts_c):
     """
     n = cfg.n
     free = free_mask(cfg)
-    _, g, h, d1 = objective(cfg, cells, w, theta)
+    _, g, h = objective(cfg, cells, w, theta)
+    d1 = outcome_gradients(cfg, cells, theta)
     _, h = masked(free, g, h)
     vloc = (counts_c * sign)[:, None] * (d1[:, 0, :] - d1[:, 1, :])  # (C, k)
     vx = vloc[:, 0]

@@ -35,7 +35,7 @@ import numpy as np
 
 from . import _numerics as nx
 from . import _quadrature as qd
-from ._links import Link
+from ._link import Link
 
 Array = jax.Array
 

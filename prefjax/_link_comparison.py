@@ -8,7 +8,8 @@ import numpy as np
 
 from ._comparisons import Comparisons
 from ._fit import Fit, fit
-from ._links import Link, get_link
+from ._link import Link
+from ._links import get_link
 
 
 class LinkComparison(NamedTuple):

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _validate as v
-from ._links import Link, as_link
+from ._link import Link
+from ._links import as_link
 from ._sensitivity import score_sensitivity, sensitivity
 
 SIDES = ("upper", "lower")

@@ -12,7 +12,8 @@ from . import _validate as vd
 from . import bradley_terry as bt
 from . import plackett_luce as pl
 from . import score_view as sv
-from ._links import Link, as_link, logistic, probit
+from ._link import Link
+from ._links import as_link, logistic, probit
 from ._regions import region_area
 
 # The K-tuple random-utility model whose pairwise margin is each built-in link.
