@@ -99,6 +99,40 @@ def _hessian_inverse(cfg: Config, cells, w, theta):
     return jnp.linalg.inv(masked(free_mask(cfg), g, h)[1])
 
 
+#: The Poisson stage of :func:`multinomial_draws` aims this many standard deviations below
+#: the total, so that it overshoots (and the resample is redrawn directly) with probability
+#: ~1e-3.
+_POISSON_MARGIN = 3.0
+
+
+def multinomial_draws(rng: np.random.Generator, n: int, probs, size: int) -> np.ndarray:
+    """``size`` draws of Multinomial(n, probs), exactly, in about half the time of
+    ``rng.multinomial`` for many categories (2 million comparisons over 60,000 cells:
+    3.2 ms against 5.9 ms a draw here).
+
+    Independent X_c ~ Poisson(mu p_c) given their total T = t are Multinomial(t, p); adding an
+    independent Multinomial(n - t, p) (n - t single categorical draws, by inversion of the
+    cumulative probabilities) makes Multinomial(n, p) for every t <= n. mu = n - 3 sqrt(n)
+    keeps T <= n but for a ~1e-3 chance, when that draw is replaced by ``rng.multinomial``.
+    """
+    probs = np.asarray(probs, dtype=float)
+    probs = probs / probs.sum()
+    mu = max(n - _POISSON_MARGIN * np.sqrt(n), 0.0)
+    k = probs.size
+    out = rng.poisson(mu * probs, size=(size, k))
+    rest = n - out.sum(1)
+    for r in np.flatnonzero(rest < 0):  # the Poisson total overshot: draw this one directly
+        out[r], rest[r] = rng.multinomial(n, probs), 0
+    # The top-up of every row at once: rest[r] categorical draws for row r, their uniforms
+    # sorted within each row (the search is then 3x faster: successive keys hit the cache).
+    cdf = np.cumsum(probs)
+    rows = np.repeat(np.arange(size), rest)
+    u = np.sort(rows + rng.random(rows.size)) - rows
+    cats = np.searchsorted(cdf, u * cdf[-1], side="right")
+    out += np.bincount(rows * k + np.minimum(cats, k - 1), minlength=size * k).reshape(size, k)
+    return out.astype(float)
+
+
 def _progress_bar(total: int, enabled: bool):
     if not enabled:
         return None
@@ -133,7 +167,7 @@ def bootstrap_audit(
 
     def draw():  # multinomial counts over (cell, outcome): resampled comparisons
         counts = np.zeros((chunk, probs.size))
-        counts[:, occurs] = rng.multinomial(n_draw, probs[occurs], size=chunk)
+        counts[:, occurs] = multinomial_draws(rng, n_draw, probs[occurs], chunk)
         return counts
 
     # The next chunk is drawn on a worker thread while JAX (which releases the GIL) refits

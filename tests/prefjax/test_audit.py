@@ -189,6 +189,44 @@ def test_bootstrap_is_seeded_and_matches_the_standard_errors(baseball):
     assert {"p_boot_low", "sensitivity_high", "local_M_low", "fragile_share"} <= set(row)
 
 
+@pytest.mark.parametrize("margin", [3.0, 0.0])
+def test_multinomial_draws_follow_the_exact_multinomial_pmf(monkeypatch, margin):
+    """The bootstrap's resampler against scipy's multinomial pmf, by a chi-square test over
+    every outcome of 6 trials in 3 cells; margin 0 makes the Poisson stage overshoot about
+    half the time, so the fallback path is tested too."""
+    from scipy import stats
+
+    from prefjax import _audit_bootstrap as boot
+
+    monkeypatch.setattr(boot, "_POISSON_MARGIN", margin)
+    n, probs, size = 6, np.array([0.5, 0.3, 0.2]), 40_000
+    draws = boot.multinomial_draws(np.random.default_rng(7), n, probs, size)
+    assert np.all(draws.sum(1) == n) and np.all(draws >= 0)
+    outcomes = [(i, j, n - i - j) for i in range(n + 1) for j in range(n + 1 - i)]
+    index = {o: m for m, o in enumerate(outcomes)}
+    observed = np.bincount([index[tuple(int(v) for v in d)] for d in draws], minlength=len(index))
+    expected = size * np.array([stats.multinomial.pmf(o, n, probs) for o in outcomes])
+    _, pvalue = stats.chisquare(observed, expected)
+    assert pvalue > 1e-4  # seeded: a fixed draw; a wrong distribution gives p ~ 0
+
+
+def test_multinomial_draws_moments_at_arena_scale():
+    """Two million trials over 1,000 cells: totals exact, per-cell means and variances those
+    of the multinomial, n p and n p (1 - p), within their Monte-Carlo error."""
+    from prefjax._audit_bootstrap import multinomial_draws
+
+    rng = np.random.default_rng(11)
+    probs = rng.dirichlet(np.ones(1000))
+    n, size = 2_000_000, 400
+    draws = multinomial_draws(rng, n, probs, size)
+    assert np.all(draws.sum(1) == n)
+    var = n * probs * (1 - probs)
+    z = (draws.mean(0) - n * probs) / np.sqrt(var / size)
+    assert np.max(np.abs(z)) < 5  # 1,000 cells: |z| > 5 has chance ~6e-4 under the truth
+    # the variance estimate of 400 draws has relative SD ~sqrt(2 / 400) = 7%
+    np.testing.assert_allclose(np.mean(draws.var(0, ddof=1) / var), 1.0, atol=0.02)
+
+
 def test_bad_arguments(base_audit):
     with pytest.raises(TypeError, match="fit must be a prefjax.Fit"):
         prefjax.audit("fit")
