@@ -49,13 +49,13 @@ def inverse_with_jvp(inverse: Callable, derivative: Callable) -> Callable:
     return inverse
 
 
-def has_leaves(params) -> bool:
+def _has_leaves(params) -> bool:
     return bool(jax.tree.leaves(params))
 
 
 def _param_tangent(g: Callable, x, params, t_params):
     """d g(x; theta) / d theta along t_params (forward mode), 0 for a link without params."""
-    if not has_leaves(params):
+    if not _has_leaves(params):
         return jnp.zeros_like(x)
     return jax.jvp(lambda th: g(x, th), (params,), (t_params,))[1]
 
@@ -196,7 +196,7 @@ class Link:
                 compose = lambda a, b, _params: compose2(a, b)  # noqa: E731
             params = {}
         params = check_params(name, params, positive)
-        fixed = not has_leaves(params)
+        fixed = not _has_leaves(params)
         family = _Family(
             name, fn, inverse, derivative, log_derivative, log_cdf, compose, positive, fixed
         )
@@ -281,24 +281,24 @@ class Link:
 
     def __call__(self, x) -> Array:
         """g(x), the probability that an option with score difference x wins."""
-        return self._family.fn(jnp.asarray(x, dtype=float_dtype(x)), self._params)
+        return self._family.fn(jnp.asarray(x, dtype=_float_dtype(x)), self._params)
 
     def inverse(self, p) -> Array:
         """g^-1(p), the score difference implied by probability p (Lemma 3: increasing)."""
-        return self._family.inverse(jnp.asarray(p, dtype=float_dtype(p)), self._params)
+        return self._family.inverse(jnp.asarray(p, dtype=_float_dtype(p)), self._params)
 
     def derivative(self, x) -> Array:
         """g'(x) (Assumption 5)."""
-        return self._family.derivative(jnp.asarray(x, dtype=float_dtype(x)), self._params)
+        return self._family.derivative(jnp.asarray(x, dtype=_float_dtype(x)), self._params)
 
     def log_derivative(self, x) -> Array:
         """log g'(x), finite where g'(x) underflows (score-space computations use it)."""
-        return self._family.log_derivative(jnp.asarray(x, dtype=float_dtype(x)), self._params)
+        return self._family.log_derivative(jnp.asarray(x, dtype=_float_dtype(x)), self._params)
 
     def log_cdf(self, x) -> Array:
         """log g(x), finite far in the lower tail where the built-ins know how (the fit's
         likelihood uses it)."""
-        return self._family.log_cdf(jnp.asarray(x, dtype=float_dtype(x)), self._params)
+        return self._family.log_cdf(jnp.asarray(x, dtype=_float_dtype(x)), self._params)
 
     def compose(self, p_ik, p_kj) -> Array:
         """Lemma 1 on arrays of equal dtype: g(g^-1(p_ik) + g^-1(p_kj)); no input checks.
@@ -338,7 +338,7 @@ def check_params(name: str, params, positive) -> dict:
             continue
         try:
             if isinstance(value, jax.Array) or np.ndim(value) > 0:
-                a = jnp.asarray(value, dtype=float_dtype(value))
+                a = jnp.asarray(value, dtype=_float_dtype(value))
             else:  # a Python or NumPy scalar: kept a Python float (JAX's weak type)
                 a = float(value)
             host = np.asarray(a, dtype=float)
@@ -354,7 +354,7 @@ def check_params(name: str, params, positive) -> dict:
     return out
 
 
-def float_dtype(x):
+def _float_dtype(x):
     """The float dtype to compute in: the input's if it is floating, else JAX's default.
     TypeError for float16 and bfloat16."""
     check_float_dtype("the link's argument", x)
